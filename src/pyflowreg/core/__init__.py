@@ -1,0 +1,1 @@
+"""Numerical core: optical flow, warping and rigid registration, with no file I/O."""

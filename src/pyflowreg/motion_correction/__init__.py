@@ -1,0 +1,1 @@
+"""Motion correction of one recording against a reference built from it."""

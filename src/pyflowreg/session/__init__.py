@@ -1,0 +1,1 @@
+"""Multi-recording session processing (stages 1-3)."""
