@@ -1,0 +1,102 @@
+"""Optical-flow engine benchmark: frames/s, CPU-s/frame and accuracy per preset and thread count.
+
+Usage: python benchmarks/optical_flow.py [--sizes 256 512] [--repeats 5]
+
+For each image size, preset (min_level 0 / 4 / 6) and numba thread count (1, 2) it registers a
+synthetic pair with a known smooth field (max 6 px) and prints wall-clock frames/s (one
+``get_displacement`` call per frame pair, reference pyramid included), CPU-seconds per frame and
+the mean end-point error against ground truth. It also times the first call in a fresh process
+with a cold and with a warm numba cache.
+
+The pyflowreg figures quoted in issue 2 (same method, same machine type, 2 cores) are printed as
+the baseline for the speed-up column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numba
+import numpy as np
+from scipy import ndimage
+
+from pyflowreg.core.optical_flow import get_displacement
+from pyflowreg.synthetic import make_image_pair
+
+PRESETS = {"quality": 0, "balanced": 4, "fast": 6}
+# Frames/s of the existing pyflowreg implementation, quoted in issue 2 (2-core machine).
+PYFLOWREG_FPS = {(256, 0): 2.9, (256, 4): 14.0, (256, 6): 25.0, (512, 6): 6.6}
+
+
+def prefilter(image, lo, hi):
+    return ((ndimage.gaussian_filter(image, 1.0) - lo) / (hi - lo)).astype(np.float32)
+
+
+def time_preset(fixed, moving, w_true, min_level, threads, repeats):
+    numba.set_num_threads(threads)
+    w = get_displacement(fixed, moving, min_level=min_level)  # warm-up
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for _ in range(repeats):
+        w = get_displacement(fixed, moving, min_level=min_level)
+    wall = (time.perf_counter() - wall0) / repeats
+    cpu = (time.process_time() - cpu0) / repeats
+    epe = float(np.linalg.norm(w - w_true, axis=-1).mean())
+    return 1.0 / wall, cpu, epe
+
+
+FIRST_CALL = (
+    "import time; t = time.perf_counter(); import numpy as np; "
+    "from pyflowreg.core.optical_flow import get_displacement; "
+    "a = np.random.default_rng(0).random((64, 64)).astype(np.float32); "
+    "get_displacement(a, a); get_displacement(a, a, a_smooth=0.5); "
+    "print(time.perf_counter() - t)"
+)
+
+
+def first_call_seconds(cache_dir: str) -> float:
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    out = subprocess.run(
+        [sys.executable, "-c", FIRST_CALL], env=env, check=True, capture_output=True, text=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as cache:
+        cold = first_call_seconds(cache)
+        warm = first_call_seconds(cache)
+    print(f"first call in a fresh process: cold numba cache {cold:.1f} s, warm cache {warm:.2f} s")
+    print(f"machine: {os.cpu_count()} CPUs, numba {numba.__version__}, "
+          f"threading layer threads available {numba.config.NUMBA_NUM_THREADS}")
+    header = (f"{'size':>5} {'preset':>9} {'min_lvl':>7} {'threads':>7} {'fps':>8} "
+              f"{'CPU-s/frame':>11} {'EPE px':>7} {'pyflowreg fps':>13} {'speed-up':>8}")
+    print(header)
+    print("-" * len(header))
+    for size in args.sizes:
+        fixed, moving, w_true = make_image_pair(size, size, max_displacement=6.0, seed=0)
+        lo, hi = fixed.min(), fixed.max()
+        f, m = prefilter(fixed, lo, hi), prefilter(moving, lo, hi)
+        for name, min_level in PRESETS.items():
+            for threads in (1, 2):
+                if threads > numba.config.NUMBA_NUM_THREADS:
+                    continue
+                fps, cpu, epe = time_preset(f, m, w_true, min_level, threads, args.repeats)
+                base = PYFLOWREG_FPS.get((size, min_level))
+                base_s = f"{base:13.1f}" if base else f"{'-':>13}"
+                ratio = f"{fps / base:7.1f}x" if base else f"{'-':>8}"
+                print(f"{size:>5} {name:>9} {min_level:>7} {threads:>7} {fps:8.1f} "
+                      f"{cpu:11.4f} {epe:7.3f} {base_s} {ratio}")
+
+
+if __name__ == "__main__":
+    main()

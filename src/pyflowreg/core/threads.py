@@ -1,0 +1,30 @@
+"""numba thread count: set once from the job's allotted threads."""
+
+from __future__ import annotations
+
+import os
+
+import numba
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects affinity masks set by schedulers)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # platforms without sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
+def set_numba_threads(n_threads: int | None) -> int:
+    """Use ``n_threads`` numba threads (None: all CPUs available); return the count in effect.
+
+    numba cannot start more threads than it was launched with (``NUMBA_NUM_THREADS``), so the
+    request is clamped to that.
+    """
+    if n_threads is None:
+        n_threads = available_cpus()
+    if isinstance(n_threads, bool) or int(n_threads) < 1:
+        raise ValueError(f"thread count must be a positive integer, got {n_threads!r}")
+    n = min(int(n_threads), numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    return n
