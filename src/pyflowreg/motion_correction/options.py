@@ -1,0 +1,235 @@
+"""Options of motion correction for one recording (``OFOptions``), validated, from dict or JSON.
+
+Every field has the default users of Flow-Registration know (see ``algorithm_notes.md``), so a
+session config can override any subset through ``flow_options``. Unknown keys and values of the
+wrong type or range are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyflowreg.core.optical_flow import FlowParameters
+
+QUALITY_MIN_LEVEL = {"quality": 0, "balanced": 4, "fast": 6}
+OUTPUT_FORMATS = ("HDF5", "TIFF", "NPY")
+OUTPUT_DTYPES = ("float32", "float64", "same", "uint16", "int16", "uint8")
+CHANNEL_NORMALIZATIONS = ("joint", "separate")
+DEFAULT_REFERENCE_FRAMES = (50, 500)  # 0-based [start, stop) window, clipped to the recording
+
+
+@dataclass
+class OFOptions:
+    """Motion-correction options of one recording.
+
+    Parameters
+    ----------
+    quality_setting : {"quality", "balanced", "fast", "custom"}, default "quality"
+        Preset of ``min_level``: quality 0 (full resolution), balanced 4, fast 6. "custom" uses
+        ``min_level`` as given.
+    min_level : int or None, default None
+        Finest pyramid level solved; None takes it from ``quality_setting``.
+    alpha : float or (alpha_x, alpha_y), default (1.5, 1.5)
+        Smoothness weight of the flow (dimensionless).
+    sigma : [sx, sy, st] or one such triple per channel, default [1, 1, 0.1]
+        Gaussian pre-filter: spatial sigmas in pixels (x, y) and temporal sigma in frames.
+    levels, eta, iterations, update_lag, a_data, a_smooth, const_assumption
+        Solver parameters, see :func:`pyflowreg.core.optical_flow.get_displacement`.
+    weight : list of floats or None, default None
+        Data-term weight per channel (normalised to sum 1; None: equal).
+    channel_normalization : {"joint", "separate"}, default "joint"
+        Scale all channels to [0, 1] with one min/max, or each channel with its own.
+    buffer_size : int, default 400
+        Frames per batch; the mean flow of a batch initialises the next one.
+    reference_frames : [start, stop] or list of frame indices, default [50, 500]
+        0-based frames averaged into the reference. A window is clipped to the recording (and
+        shifted towards its start when the recording is short); no frame is ever repeated.
+    reference_passes : int, default 3
+        Maximum refinement passes of the reference (register to the mean, average, repeat).
+    reference_tolerance : float, default 0.05
+        Stop refining when the reference moved less than this (pixels, mean over the image).
+    output_format : {"HDF5", "TIFF", "NPY"}, default "HDF5"
+    output_dtype : {"float32", "float64", "same", "uint16", "int16", "uint8"}, default "float32"
+        "same" keeps the input dtype (rounded and clipped for integers).
+    save_w : bool, default False
+        Also write ``w.hdf5`` with datasets ``u`` and ``v`` (T, H, W) float32, pixels.
+    save_valid_idx : bool, default True
+        Write ``idx.hdf`` with per-frame valid masks (T, H, W) uint8 0/255 (dataset ``ch1``).
+    n_workers : int or None, default None
+        numba threads for this recording (None: all CPUs available to the process).
+    chunk_frames : int, default 32
+        Frames read, corrected and written at a time; bounds memory independently of
+        ``buffer_size``.
+    verbose : bool, default False
+        Print progress to stderr.
+    """
+
+    quality_setting: str = "quality"
+    min_level: int | None = None
+    alpha: Any = (1.5, 1.5)
+    sigma: Any = (1.0, 1.0, 0.1)
+    levels: int = 100
+    eta: float = 0.8
+    iterations: int = 50
+    update_lag: int = 5
+    a_data: float = 0.45
+    a_smooth: float = 1.0
+    const_assumption: str = "gc"
+    weight: Any = None
+    channel_normalization: str = "joint"
+    buffer_size: int = 400
+    reference_frames: Any = DEFAULT_REFERENCE_FRAMES
+    reference_passes: int = 3
+    reference_tolerance: float = 0.05
+    output_format: str = "HDF5"
+    output_dtype: str = "float32"
+    save_w: bool = False
+    save_valid_idx: bool = True
+    n_workers: int | None = None
+    chunk_frames: int = 32
+    verbose: bool = False
+    _flow: FlowParameters = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.quality_setting not in (*QUALITY_MIN_LEVEL, "custom"):
+            raise ValueError(
+                f"quality_setting must be one of {(*QUALITY_MIN_LEVEL, 'custom')}, "
+                f"got {self.quality_setting!r}"
+            )
+        if self.min_level is None and self.quality_setting == "custom":
+            raise ValueError("quality_setting 'custom' needs min_level")
+        min_level = (
+            QUALITY_MIN_LEVEL[self.quality_setting] if self.min_level is None else self.min_level
+        )
+        for name in ("buffer_size", "reference_passes", "chunk_frames"):
+            _positive_int(getattr(self, name), name)
+        if self.n_workers is not None:
+            _positive_int(self.n_workers, "n_workers")
+        if not (isinstance(self.reference_tolerance, int | float)
+                and self.reference_tolerance > 0):
+            raise ValueError(
+                f"reference_tolerance must be a positive number, got {self.reference_tolerance!r}"
+            )
+        for name, allowed in (
+            ("output_format", OUTPUT_FORMATS),
+            ("output_dtype", OUTPUT_DTYPES),
+            ("channel_normalization", CHANNEL_NORMALIZATIONS),
+        ):
+            value = getattr(self, name)
+            if name == "output_format" and isinstance(value, str):
+                value = value.upper()
+                self.output_format = value
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        for name in ("save_w", "save_valid_idx", "verbose"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        self.sigma = _sigma_array(self.sigma)
+        self._check_reference_frames()
+        self._flow = FlowParameters(
+            alpha=self.alpha, levels=self.levels, min_level=min_level, eta=self.eta,
+            iterations=self.iterations, update_lag=self.update_lag, a_data=self.a_data,
+            a_smooth=self.a_smooth, const_assumption=self.const_assumption,
+        )
+        self.alpha = self._flow.alpha
+
+    def _check_reference_frames(self) -> None:
+        frames = self.reference_frames
+        if not isinstance(frames, list | tuple) or len(frames) == 0 or not all(
+            isinstance(i, int | np.integer) and not isinstance(i, bool) and i >= 0 for i in frames
+        ):
+            raise ValueError(
+                "reference_frames must be [start, stop] or a list of non-negative frame indices, "
+                f"got {frames!r}"
+            )
+        if len(frames) == 2 and frames[0] >= frames[1]:
+            raise ValueError(f"reference_frames window [start, stop) is empty: {list(frames)}")
+
+    @property
+    def flow_parameters(self) -> FlowParameters:
+        """The solver parameters these options imply."""
+        return self._flow
+
+    def channel_sigma(self, n_channels: int) -> np.ndarray:
+        """Pre-filter sigmas (C, 3): [sx, sy, st] per channel."""
+        if self.sigma.shape[0] == 1:
+            return np.repeat(self.sigma, n_channels, axis=0)
+        if self.sigma.shape[0] != n_channels:
+            raise ValueError(
+                f"sigma has {self.sigma.shape[0]} rows but the recording has {n_channels} channels"
+            )
+        return self.sigma
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict of the options (round-trips through ``from_dict``)."""
+        out = {}
+        for f in fields(self):
+            if not f.init:
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> OFOptions:
+        """Options from a dict; unknown keys raise ValueError naming them."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown flow option(s) {unknown}; known options: {sorted(known)}"
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> OFOptions:
+        """Options from a JSON file holding one object."""
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: options file not found") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a JSON object of options")
+        return cls.from_dict(values)
+
+    def replace(self, **changes: Any) -> OFOptions:
+        """Copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _positive_int(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _sigma_array(sigma: Any) -> np.ndarray:
+    try:
+        arr = np.array(sigma, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sigma must be [sx, sy, st] or one triple per channel, got {sigma!r}"
+        ) from None
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != 3 or not all(
+        math.isfinite(s) and s >= 0 for s in arr.ravel()
+    ):
+        raise ValueError(
+            f"sigma must be [sx, sy, st] (>= 0) or one such triple per channel, got {sigma!r}"
+        )
+    return arr

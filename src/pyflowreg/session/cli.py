@@ -1,0 +1,79 @@
+"""Command line: ``pyflowreg-session CONFIG [--stage 1|2|3] [--array-job] [--no-resume]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pyflowreg.session.config import SessionConfig
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyflowreg-session",
+        description=(
+            "Motion-correct every recording of a 2-photon session (stage 1), align them to the "
+            "center recording (stage 2) and compute the field of view valid in all of them, "
+            "with aligned videos (stage 3)."
+        ),
+    )
+    parser.add_argument("config", help="session config file (.toml, .yml or .yaml)")
+    parser.add_argument(
+        "--stage", type=int, choices=(1, 2, 3),
+        help="run only this stage (default: all three in order)",
+    )
+    parser.add_argument(
+        "--array-job", action="store_true",
+        help="stage 1 for the one recording of this array task (SLURM_ARRAY_TASK_ID, "
+        "SGE_TASK_ID or PBS_ARRAY_INDEX, 1-based)",
+    )
+    parser.add_argument(
+        "--no-resume", action="store_true", help="recompute even if complete outputs exist"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    from pyflowreg.session.stage1_compensate import run_stage1, run_stage1_array
+    from pyflowreg.session.stage2_between_avgs import run_stage2
+    from pyflowreg.session.stage3_valid_mask import run_stage3
+
+    config = SessionConfig.from_file(args.config)
+    if args.no_resume:
+        config.resume = False
+    if args.array_job:
+        if args.stage not in (None, 1):
+            raise ValueError("--array-job runs stage 1 only; drop --stage or use --stage 1")
+        folder = run_stage1_array(config)
+        print(f"stage 1 done: {folder}")
+        return
+    stages = (args.stage,) if args.stage else (1, 2, 3)
+    if 1 in stages:
+        folders = run_stage1(config)
+        print(f"stage 1 done: {len(folders)} recording(s) in {config.output_root_path}")
+    if 2 in stages:
+        middle_idx, center, _ = run_stage2(config)
+        print(f"stage 2 done: aligned to center {center.name} (index {middle_idx + 1} of 1-based)")
+    if 3 in stages:
+        final = run_stage3(config)
+        print(
+            f"stage 3 done: {int(final.sum())} of {final.size} pixels valid in every recording; "
+            f"results in {config.final_results_path}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"pyflowreg-session: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Session configuration: which recordings, where outputs go, and the registration parameters.
+
+``SessionConfig`` is validated against ``session_config.schema.json`` (JSON Schema draft
+2020-12), the same file the Snakemake workflow validates its config with. Unknown keys and wrong
+types are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from pyflowreg.io import READER_SUFFIXES, is_temporary_path
+from pyflowreg.motion_correction.options import OFOptions
+
+SCHEMA_FILE = "session_config.schema.json"
+ARRAY_TASK_VARIABLES = ("SLURM_ARRAY_TASK_ID", "SGE_TASK_ID", "PBS_ARRAY_INDEX", "PBS_ARRAYID")
+
+
+@cache
+def session_schema() -> dict:
+    """The JSON Schema of a session configuration."""
+    text = resources.files("pyflowreg.session").joinpath(SCHEMA_FILE).read_text()
+    return json.loads(text)
+
+
+def schema_path() -> Path:
+    """Path of the schema file (for tools such as Snakemake's ``validate``)."""
+    return Path(str(resources.files("pyflowreg.session").joinpath(SCHEMA_FILE)))
+
+
+class ConfigError(ValueError):
+    """A session configuration that does not fit the schema or the data on disk."""
+
+
+def validate_config_dict(values: dict, source: str = "config") -> None:
+    """Raise ConfigError naming the offending key if ``values`` breaks the schema."""
+    validator = jsonschema.Draft202012Validator(session_schema())
+    errors = sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    error = errors[0]
+    if error.validator == "additionalProperties":
+        known = sorted(session_schema()["properties"])
+        unknown = sorted(set(error.instance) - set(known))
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {known}")
+    if error.validator == "required":
+        raise ConfigError(f"{source}: {error.message}")
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    raise ConfigError(f"{source}: key '{key}': {error.message}")
+
+
+@dataclass
+class SessionConfig:
+    """Configuration of one multi-recording session.
+
+    Parameters
+    ----------
+    root : str or Path
+        Folder holding the recordings; relative output paths resolve against it.
+    pattern : str, default "*.tif"
+        Glob selecting the recordings in ``root`` (sorted by file name).
+    recordings : list of str, optional
+        Explicit recording file names (relative to ``root``) instead of ``pattern``.
+    center : str, optional
+        File name of the reference recording; default the lexicographic middle, the
+        ``ceil(n / 2)``-th of n (1-based).
+    output_root : str, default "compensated_outputs"
+        Stage 1 outputs go to ``<output_root>/<stem>/``.
+    final_results : str, default "final_results"
+        Session results (mask bundle, aligned videos).
+    resume : bool, default True
+        Skip work whose verified outputs exist.
+    scheduler : {"local", "array"}, default "local"
+    flow_backend : {"flowreg"}, default "flowreg"
+    backend_params : dict, default {}
+    cc_upsample : int, default 4
+        Stage 2 phase-correlation upsampling (precision 1 / cc_upsample px).
+    sigma_smooth : float, default 6.0
+        Stage 2 Gaussian smoothing of the averages, pixels.
+    alpha_between : float, default 25.0
+        Stage 2 flow smoothness.
+    iterations_between : int, default 100
+        Stage 2 SOR sweeps per level.
+    quality_setting : {"quality", "balanced", "fast"}, default "quality"
+        Stage 1 preset (``flow_options["quality_setting"]`` wins if given).
+    flow_options : dict, default {}
+        Overrides of the Stage 1 :class:`~pyflowreg.motion_correction.OFOptions`.
+    n_workers : int, optional
+        numba threads per recording (default: all available CPUs).
+    align_chunk_size : int, default 256
+        Frames warped at a time for the aligned videos.
+    align_output_format : {"TIFF", "HDF5"}, default "TIFF"
+    """
+
+    root: str | Path
+    pattern: str = "*.tif"
+    recordings: list[str] | None = None
+    center: str | None = None
+    output_root: str | Path = "compensated_outputs"
+    final_results: str | Path = "final_results"
+    resume: bool = True
+    scheduler: str = "local"
+    flow_backend: str = "flowreg"
+    backend_params: dict[str, Any] = field(default_factory=dict)
+    cc_upsample: int = 4
+    sigma_smooth: float = 6.0
+    alpha_between: float = 25.0
+    iterations_between: int = 100
+    quality_setting: str = "quality"
+    flow_options: dict[str, Any] = field(default_factory=dict)
+    n_workers: int | None = None
+    align_chunk_size: int = 256
+    align_output_format: str = "TIFF"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, source: str = "SessionConfig") -> None:
+        """Check every field against the schema and the Stage 1 options; raise ConfigError."""
+        values = self.to_dict()
+        validate_config_dict(values, source)
+        self.align_output_format = self.align_output_format.upper()
+        try:
+            options = self.stage1_options()
+        except ValueError as exc:
+            raise ConfigError(f"{source}: key 'flow_options': {exc}") from None
+        if not options.save_valid_idx:
+            raise ConfigError(
+                f"{source}: key 'flow_options': save_valid_idx must stay true in a session "
+                "(Stage 3 builds the session mask from idx.hdf)"
+            )
+        if options.output_format != "HDF5":
+            raise ConfigError(
+                f"{source}: key 'flow_options': output_format must be HDF5 in a session "
+                "(Stages 2 and 3 read compensated.hdf5)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (paths as strings) that ``SessionConfig(**d)`` accepts again."""
+        values = asdict(self)
+        for key in ("root", "output_root", "final_results"):
+            values[key] = str(values[key])
+        return values
+
+    # -- construction from files -------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> SessionConfig:
+        """Validate ``values`` with the schema (errors name the key and ``source``)."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping of keys, got {type(values).__name__}")
+        validate_config_dict(values, source)
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("SessionConfig", source, 1)) from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> SessionConfig:
+        """Load from a TOML file."""
+        path = Path(path)
+        try:
+            values = tomllib.loads(_read_text(path))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+        return cls.from_dict(values, str(path))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SessionConfig:
+        """Load from a YAML file."""
+        path = Path(path)
+        try:
+            values = yaml.safe_load(_read_text(path))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+        return cls.from_dict(values if values is not None else {}, str(path))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> SessionConfig:
+        """Load from TOML (.toml) or YAML (.yml/.yaml), chosen by suffix."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".toml":
+            return cls.from_toml(path)
+        if suffix in (".yml", ".yaml"):
+            return cls.from_yaml(path)
+        raise ConfigError(f"{path}: unknown config format {suffix!r}; use .toml, .yml or .yaml")
+
+    # -- paths and recordings -----------------------------------------------------------
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root).expanduser()
+
+    def _resolve(self, value: str | Path) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.root_path / p
+
+    @property
+    def output_root_path(self) -> Path:
+        """Folder of the per-recording Stage 1 outputs."""
+        return self._resolve(self.output_root)
+
+    @property
+    def final_results_path(self) -> Path:
+        """Folder of the session results."""
+        return self._resolve(self.final_results)
+
+    def discover_input_files(self) -> list[Path]:
+        """The session's recordings, sorted by file name.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``root`` or an explicitly listed recording does not exist, or nothing matches.
+        """
+        root = self.root_path
+        if not root.is_dir():
+            raise FileNotFoundError(f"root folder {root} does not exist")
+        if self.recordings:
+            files = [root / name for name in self.recordings]
+            missing = [str(p) for p in files if not p.is_file()]
+            if missing:
+                raise FileNotFoundError(f"recordings not found: {missing}")
+        else:
+            files = [
+                p for p in root.glob(self.pattern)
+                if p.is_file() and not is_temporary_path(p)
+                and p.suffix.lower() in READER_SUFFIXES
+            ]
+            if not files:
+                raise FileNotFoundError(
+                    f"no recordings match pattern {self.pattern!r} in {root}"
+                )
+        files = sorted(files, key=lambda p: p.name)
+        stems = [p.stem for p in files]
+        duplicates = sorted({s for s in stems if stems.count(s) > 1})
+        if duplicates:
+            raise ConfigError(
+                f"recordings {duplicates} share a file stem; their output folders would collide"
+            )
+        return files
+
+    def resolve_center(self, files: list[Path] | None = None) -> tuple[int, Path]:
+        """0-based index and path of the center (reference) recording."""
+        files = self.discover_input_files() if files is None else files
+        if self.center is None:
+            index = math.ceil(len(files) / 2) - 1
+            return index, files[index]
+        for i, p in enumerate(files):
+            if self.center in (p.name, p.stem, str(p)):
+                return i, p
+        raise ConfigError(
+            f"center {self.center!r} matches no recording; the recordings are "
+            f"{[p.name for p in files]}"
+        )
+
+    def output_folder(self, recording: Path) -> Path:
+        """Stage 1 output folder of a recording."""
+        return self.output_root_path / Path(recording).stem
+
+    def stage1_options(self) -> OFOptions:
+        """Stage 1 options: quality_setting and n_workers, overridden by ``flow_options``."""
+        values = {"quality_setting": self.quality_setting, "n_workers": self.n_workers}
+        values.update(self.flow_options or {})
+        return OFOptions.from_dict(values)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+
+
+def get_array_task_id() -> int | None:
+    """1-based array task id from SLURM, Grid Engine or PBS/Torque, or None outside an array.
+
+    Reads ``SLURM_ARRAY_TASK_ID``, ``SGE_TASK_ID``, ``PBS_ARRAY_INDEX`` (PBS Pro) and
+    ``PBS_ARRAYID`` (Torque) in that order; Grid Engine's "undefined" counts as absent.
+    """
+    for name in ARRAY_TASK_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if not value or value.lower() == "undefined":
+            continue
+        try:
+            task_id = int(value)
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not an integer task id") from None
+        if task_id < 1:
+            raise ValueError(f"{name}={task_id}: array task ids are 1-based")
+        return task_id
+    return None
