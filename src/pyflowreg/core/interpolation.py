@@ -19,7 +19,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
+
+from pyflowreg.core.threads import use_parallel
 
 KEYS_A = -0.5
 
@@ -69,13 +71,12 @@ def resize_weights(n_in: int, n_out: int, sigma: float = 0.0) -> tuple[np.ndarra
     return np.ascontiguousarray(indices), np.ascontiguousarray(weights, dtype=np.float32)
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _resample_rows(src, indices, weights, out):
-    # out[y, j] = sum_k weights[j, k] * src[y, indices[j, k]]
-    n_rows = src.shape[0]
+@njit(cache=True, fastmath=True, inline="always")
+def _resample_rows_range(src, indices, weights, out, y0, y1):
+    # out[y, j] = sum_k weights[j, k] * src[y, indices[j, k]] for rows y0..y1-1
     n_out = indices.shape[0]
     n_taps = indices.shape[1]
-    for y in prange(n_rows):
+    for y in range(y0, y1):
         for j in range(n_out):
             acc = np.float32(0.0)
             for k in range(n_taps):
@@ -83,13 +84,12 @@ def _resample_rows(src, indices, weights, out):
             out[y, j] = acc
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _resample_cols(src, indices, weights, out):
+@njit(cache=True, fastmath=True, inline="always")
+def _resample_cols_range(src, indices, weights, out, i0, i1):
     # out[i, x] = sum_k weights[i, k] * src[indices[i, k], x]; rows of src stay contiguous.
-    n_out = indices.shape[0]
     n_taps = indices.shape[1]
     width = src.shape[1]
-    for i in prange(n_out):
+    for i in range(i0, i1):
         for x in range(width):
             out[i, x] = 0.0
         for k in range(n_taps):
@@ -97,6 +97,24 @@ def _resample_cols(src, indices, weights, out):
             row = indices[i, k]
             for x in range(width):
                 out[i, x] += w * src[row, x]
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _resample_serial(src, col_idx, col_w, row_idx, row_w, tmp, out):
+    _resample_rows_range(src, col_idx, col_w, tmp, 0, src.shape[0])
+    _resample_cols_range(tmp, row_idx, row_w, out, 0, out.shape[0])
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def _resample_parallel(src, col_idx, col_w, row_idx, row_w, tmp, out, n_threads):
+    rows_in = src.shape[0]
+    step = (rows_in + n_threads - 1) // n_threads
+    for t in prange(n_threads):
+        _resample_rows_range(src, col_idx, col_w, tmp, t * step, min(rows_in, (t + 1) * step))
+    rows_out = out.shape[0]
+    step = (rows_out + n_threads - 1) // n_threads
+    for t in prange(n_threads):
+        _resample_cols_range(tmp, row_idx, row_w, out, t * step, min(rows_out, (t + 1) * step))
 
 
 def resize_2d(
@@ -122,9 +140,11 @@ def resize_2d(
     col_idx, col_w = resize_weights(w_in, w_out, float(sigma[1]))
     row_idx, row_w = resize_weights(h_in, h_out, float(sigma[0]))
     tmp = np.empty((h_in, w_out), dtype=np.float32)
-    _resample_rows(image, col_idx, col_w, tmp)
     out = np.empty((h_out, w_out), dtype=np.float32)
-    _resample_cols(tmp, row_idx, row_w, out)
+    if use_parallel(h_in * max(w_in, w_out)):
+        _resample_parallel(image, col_idx, col_w, row_idx, row_w, tmp, out, get_num_threads())
+    else:
+        _resample_serial(image, col_idx, col_w, row_idx, row_w, tmp, out)
     return out
 
 
@@ -152,7 +172,6 @@ def _clamp(i, n):
     return i
 
 
-@njit(cache=True, parallel=True, fastmath=True)
 def warp_cubic(image, u, v, fill, x_limit, y_limit, out, inside):
     """Backward-warp ``image`` (H, W, C): ``out[y, x] = image(y + v[y, x], x + u[y, x])``.
 
@@ -160,8 +179,34 @@ def warp_cubic(image, u, v, fill, x_limit, y_limit, out, inside):
     ``0 <= x + u < x_limit`` and ``0 <= y + v < y_limit``; elsewhere the output takes ``fill[y, x]``
     (an (H, W, C) array) and ``inside[y, x]`` is False. All float arrays float32.
     """
+    height, width = u.shape
+    args = (image, u, v, fill, float(x_limit), float(y_limit), out, inside)
+    if use_parallel(height * width):
+        _warp_cubic_parallel(*args, get_num_threads())
+    else:
+        _warp_cubic_serial(*args)
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _warp_cubic_serial(image, u, v, fill, x_limit, y_limit, out, inside):
+    _warp_cubic_rows(image, u, v, fill, x_limit, y_limit, out, inside, 0, image.shape[0])
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def _warp_cubic_parallel(image, u, v, fill, x_limit, y_limit, out, inside, n_threads):
+    height = image.shape[0]
+    step = (height + n_threads - 1) // n_threads
+    for t in prange(n_threads):
+        _warp_cubic_rows(
+            image, u, v, fill, x_limit, y_limit, out, inside, t * step,
+            min(height, (t + 1) * step),
+        )
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _warp_cubic_rows(image, u, v, fill, x_limit, y_limit, out, inside, y0, y1):
     height, width, n_ch = image.shape
-    for y in prange(height):
+    for y in range(y0, y1):
         for x in range(width):
             xs = x + u[y, x]
             ys = y + v[y, x]

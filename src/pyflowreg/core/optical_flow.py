@@ -18,16 +18,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from pyflowreg.core import interpolation, variational
+from pyflowreg.core.threads import use_parallel
 
 SOR_OMEGA = 1.95
 MIN_LEVEL_SIZE = 10  # a pyramid level is never smaller than this many pixels along an axis
 MIN_IMAGE_SIZE = 4
-# Below this many pixels a level is solved on one thread: launching threads would cost more.
-PARALLEL_MIN_PIXELS = 8192
 CONST_ASSUMPTIONS = ("gc", "gray")
 
 
@@ -255,8 +253,10 @@ class FlowEstimator:
         work = [np.zeros(padded, dtype=np.float32) for _ in range(10)]
         work.append(np.zeros((2 * (h + 2), w + 2), dtype=np.float32))
         work.append(np.zeros(padded, dtype=np.int32))
-        parallel = h * w >= PARALLEL_MIN_PIXELS and numba.get_num_threads() > 1
-        solve = variational.solve_level_parallel if parallel else variational.solve_level_serial
+        solve = (
+            variational.solve_level_parallel if use_parallel(h * w)
+            else variational.solve_level_serial
+        )
         solve(
             tensor, self.channel_weights, u_pad, v_pad, du, dv,
             float(alpha_x), float(alpha_y), float(p.a_data), float(p.a_smooth),

@@ -28,3 +28,13 @@ def set_numba_threads(n_threads: int | None) -> int:
     n = min(int(n_threads), numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(n)
     return n
+
+
+# Below this many pixels a kernel runs on the calling thread: waking numba's workers costs more
+# than the work, and on a loaded machine (other jobs on the node) far more.
+PARALLEL_MIN_PIXELS = 16384
+
+
+def use_parallel(n_pixels: int) -> bool:
+    """Whether a kernel over ``n_pixels`` pixels should split its rows across numba threads."""
+    return n_pixels >= PARALLEL_MIN_PIXELS and numba.get_num_threads() > 1

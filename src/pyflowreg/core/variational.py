@@ -21,14 +21,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
+
+from pyflowreg.core.threads import use_parallel
 
 TENSOR_EPS = 1e-6  # regularises the contrast normalisation of the motion tensor
 PENALTY_EPS = 1e-5  # epsilon of the generalised Charbonnier penalty
 N_TENSOR = 6  # J11, J12, J13, J22, J23, J33
 
 
-@njit(cache=True, parallel=True, fastmath=True)
 def motion_tensor(fixed, warped, inside, gradient_constancy, tensor):
     """Normalised motion tensors per channel.
 
@@ -37,8 +38,34 @@ def motion_tensor(fixed, warped, inside, gradient_constancy, tensor):
         zero there and on the 1-pixel border so the smoothness term fills those pixels in.
     tensor : (C, 6, H, W) float32 output: J11, J12, J13, J22, J23, J33.
     """
+    height, width = inside.shape
+    if use_parallel(height * width):
+        _motion_tensor_parallel(fixed, warped, inside, gradient_constancy, tensor,
+                                get_num_threads())
+    else:
+        _motion_tensor_serial(fixed, warped, inside, gradient_constancy, tensor)
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _motion_tensor_serial(fixed, warped, inside, gradient_constancy, tensor):
+    _motion_tensor_rows(fixed, warped, inside, gradient_constancy, tensor, 0, fixed.shape[0])
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def _motion_tensor_parallel(fixed, warped, inside, gradient_constancy, tensor, n_threads):
+    height = fixed.shape[0]
+    step = (height + n_threads - 1) // n_threads
+    for t in prange(n_threads):
+        _motion_tensor_rows(
+            fixed, warped, inside, gradient_constancy, tensor, t * step,
+            min(height, (t + 1) * step),
+        )
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _motion_tensor_rows(fixed, warped, inside, gradient_constancy, tensor, y0, y1):
     height, width, n_ch = fixed.shape
-    for y in prange(height):
+    for y in range(y0, y1):
         for x in range(width):
             border = y == 0 or x == 0 or y == height - 1 or x == width - 1
             if border or not inside[y, x]:
@@ -245,7 +272,7 @@ def _sor_row(y, colour, omega, du, dv, w_east, w_south, r1, r2, a12, d1, d2, new
             dv[y, x] = new_v[y, x]
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def solve_level_serial(
     tensor, channel_weights, u, v, du, dv, alpha_x, alpha_y, a_data, a_smooth,
     omega, iterations, update_lag, w_east, w_south, psi_s, r1, r2, a12, d1, d2,
@@ -282,7 +309,7 @@ def solve_level_serial(
                          new_u, new_v)
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def solve_level_parallel(
     tensor, channel_weights, u, v, du, dv, alpha_x, alpha_y, a_data, a_smooth,
     omega, iterations, update_lag, w_east, w_south, psi_s, r1, r2, a12, d1, d2,
@@ -345,13 +372,13 @@ def _median25_network() -> np.ndarray:
 MEDIAN25_NETWORK = _median25_network()
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _median_filter_5x5(src, network, out):
+@njit(cache=True, fastmath=True, inline="always")
+def _median_rows(src, network, out, y0, y1):
     height, width = src.shape
-    for y in prange(height):
-        # One row of 25 window values per pixel, so every compare-exchange runs over the whole
-        # row at once (SIMD) instead of sorting 25 values pixel by pixel.
-        window = np.empty((25, width), dtype=np.float32)
+    # One row of 25 window values per pixel, so every compare-exchange runs over the whole row at
+    # once (SIMD) instead of sorting 25 values pixel by pixel.
+    window = np.empty((25, width), dtype=np.float32)
+    for y in range(y0, y1):
         n = 0
         for dy in range(-2, 3):
             yy = min(max(y + dy, 0), height - 1)
@@ -371,6 +398,22 @@ def _median_filter_5x5(src, network, out):
             out[y, x] = window[12, x]
 
 
+@njit(cache=True, fastmath=True, nogil=True)
+def _median_serial(src, network, out):
+    _median_rows(src, network, out, 0, src.shape[0])
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def _median_parallel(src, network, out, n_threads):
+    height = src.shape[0]
+    step = (height + n_threads - 1) // n_threads
+    for t in prange(n_threads):
+        _median_rows(src, network, out, t * step, min(height, (t + 1) * step))
+
+
 def median_filter_5x5(src: np.ndarray, out: np.ndarray) -> None:
     """5x5 median of an (H, W) float32 array into ``out``, with replicated borders."""
-    _median_filter_5x5(src, MEDIAN25_NETWORK, out)
+    if use_parallel(src.size):
+        _median_parallel(src, MEDIAN25_NETWORK, out, get_num_threads())
+    else:
+        _median_serial(src, MEDIAN25_NETWORK, out)

@@ -19,7 +19,7 @@ import numpy as np
 
 from pyflowreg import __version__
 from pyflowreg.core.optical_flow import FlowEstimator
-from pyflowreg.core.threads import set_numba_threads
+from pyflowreg.core.threads import available_cpus, set_numba_threads
 from pyflowreg.core.warping import warp_image
 from pyflowreg.io import (
     atomic_output,
@@ -30,6 +30,7 @@ from pyflowreg.io import (
     open_movie_writer,
 )
 from pyflowreg.motion_correction.options import OFOptions
+from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.preprocess import temporal_radius
 from pyflowreg.motion_correction.reference import build_reference, read_filtered
 
@@ -171,20 +172,32 @@ def compensate_recording(
         folder.mkdir(parents=True, exist_ok=True)
         # A stale status from an earlier run must not vouch for the files we are replacing.
         (folder / STATUS_FILE).unlink(missing_ok=True)
-        threads = set_numba_threads(options.n_workers)
-        _run(reader, input_file, folder, options, threads, log)
+        # Frames are split across worker threads, each running numba on one thread.
+        threads = available_cpus() if options.n_workers is None else options.n_workers
+        set_numba_threads(1)
+        with FramePool(threads) as pool:
+            _correct(reader, input_file, folder, options, threads, log, pool)
     finally:
         reader.close()
     return folder
 
 
-def _run(reader, input_file: Path, folder: Path, options: OFOptions, threads: int, log) -> None:
+def _batch_segments(t0: int, t1: int, buffer_size: int) -> list[tuple[int, int]]:
+    """Split frames [t0, t1) where a batch of ``buffer_size`` frames ends."""
+    cuts = [t for t in range(t0 + 1, t1) if t % buffer_size == 0]
+    edges = [t0, *cuts, t1]
+    return list(zip(edges[:-1], edges[1:], strict=False))
+
+
+def _correct(
+    reader, input_file: Path, folder: Path, options: OFOptions, threads: int, log,
+    pool: FramePool,
+) -> None:
     t_start = time.perf_counter()
     n_frames, (height, width), n_ch = reader.n_frames, reader.frame_shape, reader.n_channels
     sigma = options.channel_sigma(n_ch)
     radius = temporal_radius(sigma)
-
-    reference = build_reference(reader, options, log=log)
+    reference = build_reference(reader, options, log=log, pool=pool)
     t_reference = time.perf_counter() - t_start
     log(f"{input_file.name}: reference from {reference.frame_indices.size} frames, "
         f"{reference.passes} pass(es), {t_reference:.1f} s")
@@ -210,7 +223,14 @@ def _run(reader, input_file: Path, folder: Path, options: OFOptions, threads: in
             )
         average = np.zeros((height, width, n_ch), dtype=np.float64)
         batch_flow_sum = np.zeros((height, width, 2), dtype=np.float64)
-        uv_init = None
+        state = {"uv": None}
+
+        def correct_frame(item):
+            raw_frame, filtered_frame = item
+            w = estimator.estimate(filtered_frame, uv=state["uv"])
+            corrected, inside = warp_image(raw_frame, w[..., 0], w[..., 1], reference.image)
+            return w, corrected, inside
+
         for t0 in range(0, n_frames, options.chunk_frames):
             t1 = min(n_frames, t0 + options.chunk_frames)
             raw, filtered = read_filtered(reader, t0, t1, reference.normalization, sigma, radius)
@@ -218,18 +238,19 @@ def _run(reader, input_file: Path, folder: Path, options: OFOptions, threads: in
             valid = np.empty((t1 - t0, height, width, 1), dtype=np.uint8)
             flows = np.empty((t1 - t0, height, width, 2), dtype=np.float32) if options.save_w \
                 else None
-            for k in range(t1 - t0):
-                t = t0 + k
-                if t > 0 and t % options.buffer_size == 0:
+            for a, b in _batch_segments(t0, t1, options.buffer_size):
+                if a > 0 and a % options.buffer_size == 0:
                     # The mean flow of the finished batch starts the next one.
-                    uv_init = (batch_flow_sum / options.buffer_size).astype(np.float32)
+                    state["uv"] = (batch_flow_sum / options.buffer_size).astype(np.float32)
                     batch_flow_sum[:] = 0.0
-                w = estimator.estimate(filtered[k], uv=uv_init)
-                batch_flow_sum += w
-                corrected[k], inside = warp_image(raw[k], w[..., 0], w[..., 1], reference.image)
-                valid[k, ..., 0] = np.where(inside, 255, 0)
-                if flows is not None:
-                    flows[k] = w
+                items = [(raw[t - t0], filtered[t - t0]) for t in range(a, b)]
+                for t, (w, frame, inside) in zip(range(a, b), pool.map(correct_frame, items),
+                                                 strict=True):
+                    batch_flow_sum += w  # summed in frame order: results do not depend on threads
+                    corrected[t - t0] = frame
+                    valid[t - t0, ..., 0] = np.where(inside, 255, 0)
+                    if flows is not None:
+                        flows[t - t0] = w
             average += corrected.sum(axis=0, dtype=np.float64)
             writers["compensated"].write(corrected)
             if "idx" in writers:

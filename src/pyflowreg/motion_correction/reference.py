@@ -21,6 +21,7 @@ import numpy as np
 from pyflowreg.core.optical_flow import FlowEstimator
 from pyflowreg.core.warping import warp_image
 from pyflowreg.motion_correction.options import OFOptions
+from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.preprocess import (
     Normalization,
     prefilter,
@@ -91,9 +92,14 @@ class Reference:
         return prefilter_image(self.normalization.apply(self.image), sigma)
 
 
-def build_reference(reader, options: OFOptions, *, log=None) -> Reference:
-    """Build the reference of the recording behind ``reader`` (a pyflowreg.io MovieReader)."""
+def build_reference(reader, options: OFOptions, *, log=None, pool=None) -> Reference:
+    """Build the reference of the recording behind ``reader`` (a pyflowreg.io MovieReader).
+
+    ``pool`` (a :class:`~pyflowreg.motion_correction.parallel.FramePool`) spreads frames over
+    threads; sums are taken in frame order, so the result does not depend on it.
+    """
     n_frames = reader.n_frames
+    pool = pool or FramePool(1)
     sigma = options.channel_sigma(reader.n_channels)
     indices = reference_frame_indices(n_frames, options.reference_frames)
     runs = contiguous_runs(indices, options.chunk_frames)
@@ -116,12 +122,16 @@ def build_reference(reader, options: OFOptions, *, log=None) -> Reference:
         )
         registered_sum = np.zeros_like(mean, dtype=np.float64)
         flow_sum = np.zeros((*reader.frame_shape, 2), dtype=np.float64)
+        def register(item, estimator=estimator, fill=reference.image):
+            raw_frame, filtered_frame = item
+            w = estimator.estimate(filtered_frame)
+            registered, _ = warp_image(raw_frame, w[..., 0], w[..., 1], fill)
+            return w, registered
+
         for t0, t1 in runs:
             raw, filtered = read_filtered(reader, t0, t1, norm, sigma, radius)
-            for k in range(t1 - t0):
-                w = estimator.estimate(filtered[k])
+            for w, registered in pool.map(register, list(zip(raw, filtered, strict=True))):
                 flow_sum += w
-                registered, _ = warp_image(raw[k], w[..., 0], w[..., 1], reference.image)
                 registered_sum += registered
         mean_flow = (flow_sum / indices.size).astype(np.float32)
         average = (registered_sum / indices.size).astype(np.float32)

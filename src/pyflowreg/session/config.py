@@ -50,14 +50,15 @@ def validate_config_dict(values: dict, source: str = "config") -> None:
     if not errors:
         return
     error = errors[0]
+    where = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "additionalProperties":
-        known = sorted(session_schema()["properties"])
+        known = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(known))
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {known}")
+        inside = f" in '{where}'" if where else ""
+        raise ConfigError(f"{source}: unknown key(s) {unknown}{inside}; known keys: {known}")
     if error.validator == "required":
         raise ConfigError(f"{source}: {error.message}")
-    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-    raise ConfigError(f"{source}: key '{key}': {error.message}")
+    raise ConfigError(f"{source}: key '{where or '(top level)'}': {error.message}")
 
 
 @dataclass
@@ -101,6 +102,9 @@ class SessionConfig:
     align_chunk_size : int, default 256
         Frames warped at a time for the aligned videos.
     align_output_format : {"TIFF", "HDF5"}, default "TIFF"
+    demo : dict, default {"enabled": False}
+        Synthetic demo session settings (enabled, n_recordings, height, width, frames, seed),
+        used by the Snakemake workflow to generate recordings into ``root``.
     """
 
     root: str | Path
@@ -122,6 +126,7 @@ class SessionConfig:
     n_workers: int | None = None
     align_chunk_size: int = 256
     align_output_format: str = "TIFF"
+    demo: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
 
     def __post_init__(self) -> None:
         self.validate()

@@ -152,6 +152,58 @@ def write_session_bundle(
     save_mask_png(out_dir / f"{FINAL_STEM}.png", final_valid)
 
 
+def recording_masks(idx_path: Path, w: np.ndarray, out_dir: Path, stem: str):
+    """Valid mask of one recording and its version in the center's grid; writes both PNGs.
+
+    Returns (per_seq_mask, aligned_mask), both (H, W) bool.
+    """
+    mask = temporal_valid_mask(idx_path)
+    if mask.shape != w.shape[:2]:
+        raise ValueError(
+            f"recording {stem}: valid mask {mask.shape} and displacement {w.shape[:2]} differ "
+            "in size"
+        )
+    aligned = align_mask(mask, w)
+    save_mask_png(Path(out_dir) / f"{stem}_valid_idx.png", mask)
+    save_mask_png(Path(out_dir) / f"{stem}_valid_idx_aligned.png", aligned)
+    return mask, aligned
+
+
+def load_mask_png(path: Path) -> np.ndarray:
+    """A mask PNG written by :func:`save_mask_png` as (H, W) bool."""
+    with Image.open(path) as image:
+        return np.asarray(image) > 0
+
+
+def combine_session(
+    out_dir: Path,
+    *,
+    per_seq_masks: list[np.ndarray],
+    aligned_masks: list[np.ndarray],
+    displacement_fields: list[np.ndarray],
+    averages: list[np.ndarray],
+    compensated_paths: list[Path],
+    middle_idx: int,
+) -> np.ndarray:
+    """AND the aligned masks into the session mask and write the bundle; returns the mask."""
+    final = np.logical_and.reduce(aligned_masks)
+    reference_average = averages[middle_idx]
+    squeeze = reference_average.shape[2] == 1
+    stack_avg = np.stack(averages)
+    write_session_bundle(
+        out_dir,
+        final_valid=final,
+        aligned_valid_masks=np.stack(aligned_masks),
+        per_seq_valid_masks=np.stack(per_seq_masks),
+        displacement_fields=np.stack(displacement_fields),
+        temporal_averages=stack_avg[..., 0] if squeeze else stack_avg,
+        compensated_h5_paths=[str(p) for p in compensated_paths],
+        reference_average=reference_average[..., 0] if squeeze else reference_average,
+        middle_idx=middle_idx,
+    )
+    return final
+
+
 def run_stage3(
     config: SessionConfig,
     middle_idx: int | None = None,
@@ -190,41 +242,25 @@ def run_stage3(
         )
     out_dir = config.final_results_path
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    per_seq, aligned, averages = [], [], []
-    for path, folder, w in zip(files, folders, displacement_fields, strict=True):
-        mask = temporal_valid_mask(folder / IDX_FILE)
-        if mask.shape != w.shape[:2]:
-            raise ValueError(
-                f"recording {path.name}: valid mask {mask.shape} and displacement {w.shape[:2]} "
-                "differ in size"
-            )
-        aligned_mask = align_mask(mask, w)
-        save_mask_png(out_dir / f"{path.stem}_valid_idx.png", mask)
-        save_mask_png(out_dir / f"{path.stem}_valid_idx_aligned.png", aligned_mask)
-        per_seq.append(mask)
-        aligned.append(aligned_mask)
-        averages.append(load_average(folder, path.name))
-    final = np.logical_and.reduce(aligned)
-    reference_average = averages[middle_idx]
-    squeeze = reference_average.shape[2] == 1
-    stack_avg = np.stack(averages)
-    write_session_bundle(
+    masks = [
+        recording_masks(folder / IDX_FILE, w, out_dir, path.stem)
+        for path, folder, w in zip(files, folders, displacement_fields, strict=True)
+    ]
+    averages = [load_average(f, p.name) for f, p in zip(folders, files, strict=True)]
+    final = combine_session(
         out_dir,
-        final_valid=final,
-        aligned_valid_masks=np.stack(aligned),
-        per_seq_valid_masks=np.stack(per_seq),
-        displacement_fields=np.stack(displacement_fields),
-        temporal_averages=stack_avg[..., 0] if squeeze else stack_avg,
-        compensated_h5_paths=[str(compensated_path(f)) for f in folders],
-        reference_average=reference_average[..., 0] if squeeze else reference_average,
+        per_seq_masks=[m[0] for m in masks],
+        aligned_masks=[m[1] for m in masks],
+        displacement_fields=list(displacement_fields),
+        averages=averages,
+        compensated_paths=[compensated_path(f) for f in folders],
         middle_idx=middle_idx,
     )
     if export_videos:
         suffix = ALIGNED_SUFFIX[config.align_output_format]
         for path, folder, w in zip(files, folders, displacement_fields, strict=True):
             export_aligned_video(
-                compensated_path(folder), w, reference_average,
+                compensated_path(folder), w, averages[middle_idx],
                 out_dir / f"aligned_{path.stem}{suffix}",
                 chunk_frames=config.align_chunk_size, resume=config.resume,
             )

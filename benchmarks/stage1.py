@@ -1,0 +1,94 @@
+"""Stage 1 benchmark: whole-recording frames/s, CPU-s/frame and peak RSS per size and preset.
+
+Usage:
+    python benchmarks/stage1.py                     # 256^2 x 1000 (all presets), 512^2 x 1000 fast
+    python benchmarks/stage1.py --rss-growth        # also 512^2 fast at 1000 and 4000 frames
+    python benchmarks/stage1.py --sizes 256 --frames 200 --presets fast   # quick look
+
+Each run is a fresh subprocess calling ``compensate_recording`` on a synthetic uint16 TIFF
+(rigid motion up to 6 px + 1.5 px non-rigid, photon noise) with ``n_workers=2``; the time covers
+everything (reading, reference construction, correction, writing). Peak RSS is the child's
+``ru_maxrss``. Inputs are cached in ``benchmarks/out/``. The pyflowreg figures quoted in issue 3
+(2 workers, same machine type) are printed as the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pyflowreg.synthetic import SyntheticRecording, write_recording
+
+OUT = Path(__file__).resolve().parent / "out"
+# Whole-recording frames/s of pyflowreg (issue 3): 256^2 x 1000 and 512^2 x 500 (fast).
+PYFLOWREG_FPS = {(256, "quality"): 0.84, (256, "balanced"): 3.65, (256, "fast"): 5.35,
+                 (512, "fast"): 2.83}
+
+CHILD = r"""
+import json, resource, sys, time
+from pyflowreg.motion_correction import compensate_recording
+src, dst, preset = sys.argv[1], sys.argv[2], sys.argv[3]
+wall0, cpu0 = time.perf_counter(), time.process_time()
+compensate_recording({"quality_setting": preset, "n_workers": 2}, input_file=src,
+                     output_path=dst, resume=False)
+wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+status = json.load(open(dst + "/status.json"))
+print(json.dumps({"wall": wall, "cpu": cpu, "n_frames": status["n_frames"],
+                  "reference_s": status["seconds"]["reference"],
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def synthetic_input(size: int, n_frames: int) -> Path:
+    path = OUT / f"stage1_{size}x{size}x{n_frames}.tif"
+    if not path.is_file():
+        OUT.mkdir(parents=True, exist_ok=True)
+        rec = SyntheticRecording(size, size, n_frames, rigid_amplitude=6.0,
+                                 nonrigid_amplitude=1.5, seed=size + n_frames)
+        print(f"  writing {path.name} ...", flush=True)
+        write_recording(rec, path, dtype="uint16")
+    return path
+
+
+def run_child(src: Path, preset: str) -> dict:
+    with tempfile.TemporaryDirectory(dir=OUT) as dst:
+        out = subprocess.run([sys.executable, "-c", CHILD, str(src), dst, preset],
+                             check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--frames", type=int, default=1000)
+    parser.add_argument("--presets", nargs="+", default=["quality", "balanced", "fast"])
+    parser.add_argument("--rss-growth", action="store_true",
+                        help="also run 512^2 fast with 4x the frames to show flat memory")
+    args = parser.parse_args()
+
+    # Warm the numba cache so that compile time is not billed to the first run.
+    run_child(synthetic_input(64, 20), "fast")
+    header = (f"{'size':>5} {'frames':>6} {'preset':>9} {'fps':>7} {'CPU-s/frame':>11} "
+              f"{'ref s':>7} {'peak RSS MB':>11} {'pyflowreg fps':>13} {'speed-up':>8}")
+    print(header)
+    print("-" * len(header))
+    runs = [(s, args.frames, p) for s in args.sizes for p in args.presets
+            if s <= 256 or p == "fast"]
+    if args.rss_growth:
+        runs.append((512, 4 * args.frames, "fast"))
+    for size, n_frames, preset in runs:
+        r = run_child(synthetic_input(size, n_frames), preset)
+        fps = r["n_frames"] / r["wall"]
+        base = PYFLOWREG_FPS.get((size, preset))
+        print(f"{size:>5} {n_frames:>6} {preset:>9} {fps:7.2f} {r['cpu'] / r['n_frames']:11.4f} "
+              f"{r['reference_s']:7.1f} {r['peak_rss_mb']:11.0f} "
+              f"{base if base else '-':>13} {f'{fps / base:.1f}x' if base else '-':>8}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

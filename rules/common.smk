@@ -1,0 +1,78 @@
+# Helpers shared by the rules: recordings, center, paths. Nothing here reads image data.
+import os
+import re
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+SRC = Path(workflow.basedir) / "src"
+# Jobs (local or on a cluster node) import the library from this checkout, and compile numba
+# kernels into a cache in the working directory that every job can write and reuse.
+if SRC.is_dir():
+    sys.path.insert(0, str(SRC))
+    os.environ.setdefault("PYTHONPATH", str(SRC))
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".numba_cache").resolve()))
+
+from pyflowreg.session.config import ConfigError, SessionConfig  # noqa: E402
+from pyflowreg.session.stage3_valid_mask import ALIGNED_SUFFIX  # noqa: E402
+
+SESSION = SessionConfig.from_dict(dict(config), source="workflow config")
+DEMO = SESSION.demo.get("enabled", False)
+
+
+def _demo_files():
+    n = SESSION.demo.get("n_recordings", 3)
+    return [SESSION.root_path / f"rec_{i:02d}.tif" for i in range(n)]
+
+
+def _discover():
+    if DEMO:
+        return _demo_files()
+    try:
+        return SESSION.discover_input_files()
+    except (FileNotFoundError, ConfigError) as exc:
+        raise WorkflowError(f"config: {exc}") from None
+
+
+INPUT_FILES = _discover()
+RAW = {p.stem: p for p in INPUT_FILES}
+RECORDINGS = sorted(RAW)
+try:
+    CENTER_INDEX, CENTER_FILE = SESSION.resolve_center(INPUT_FILES)
+except ConfigError as exc:
+    raise WorkflowError(f"config: {exc}") from None
+CENTER = CENTER_FILE.stem
+OUT = SESSION.output_root_path
+FINAL = SESSION.final_results_path
+LOGS = Path("logs")
+BENCH = Path("benchmarks_snakemake")
+VIDEO_SUFFIX = ALIGNED_SUFFIX[SESSION.align_output_format]
+STAGE2_PARAMS = {
+    "sigma_smooth": SESSION.sigma_smooth,
+    "cc_upsample": SESSION.cc_upsample,
+    "alpha_between": SESSION.alpha_between,
+    "iterations_between": SESSION.iterations_between,
+}
+
+
+wildcard_constraints:
+    rec="|".join(map(re.escape, RECORDINGS)) if RECORDINGS else "[^/]+",
+
+
+def raw_path(wildcards):
+    """The input recording of a stem."""
+    return str(RAW[wildcards.rec])
+
+
+def stage1_options(wildcards):
+    """Stage 1 options as a plain dict (what params: tracks for reruns)."""
+    return SESSION.stage1_options().to_dict()
+
+
+def stage1_output(name, rec="{rec}"):
+    return str(OUT / rec / name)
+
+
+def center_average():
+    return stage1_output("temporal_average.npy", CENTER)

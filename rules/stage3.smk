@@ -1,0 +1,72 @@
+# Stage 3: per-recording valid masks and aligned videos, then one job for the session mask.
+
+
+rule recording_mask:
+    input:
+        idx=rules.compensate.output.idx,
+        w=rules.align_average.output.w,
+    output:
+        mask=str(FINAL / "{rec}_valid_idx.png"),
+        aligned=str(FINAL / "{rec}_valid_idx_aligned.png"),
+    log:
+        LOGS / "recording_mask" / "{rec}.log",
+    benchmark:
+        BENCH / "recording_mask" / "{rec}.tsv"
+    conda:
+        "../envs/flowreg.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    script:
+        "../scripts/recording_mask.py"
+
+
+rule aligned_video:
+    input:
+        h5=rules.compensate.output.h5,
+        w=rules.align_average.output.w,
+        center_average=center_average(),
+    output:
+        video=str(FINAL / f"aligned_{{rec}}{VIDEO_SUFFIX}"),
+    log:
+        LOGS / "aligned_video" / "{rec}.log",
+    benchmark:
+        BENCH / "aligned_video" / "{rec}.tsv"
+    conda:
+        "../envs/flowreg.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        chunk_frames=SESSION.align_chunk_size,
+    script:
+        "../scripts/aligned_video.py"
+
+
+rule session_mask:
+    input:
+        masks=expand(rules.recording_mask.output.mask, rec=RECORDINGS),
+        aligned=expand(rules.recording_mask.output.aligned, rec=RECORDINGS),
+        w=expand(rules.align_average.output.w, rec=RECORDINGS),
+        averages=expand(rules.compensate.output.average, rec=RECORDINGS),
+        h5=expand(rules.compensate.output.h5, rec=RECORDINGS),
+    output:
+        png=str(FINAL / "final_valid_idx.png"),
+        npz=str(FINAL / "final_valid_idx.npz"),
+        mat=str(FINAL / "final_valid_idx.mat"),
+    log:
+        LOGS / "session_mask.log",
+    benchmark:
+        BENCH / "session_mask.tsv"
+    conda:
+        "../envs/flowreg.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    params:
+        middle_idx=CENTER_INDEX,
+    script:
+        "../scripts/session_mask.py"
