@@ -64,13 +64,16 @@ def test_valid_mask_exact_for_integer_shifts(u0, v0):
     np.testing.assert_array_equal(mask, expected)
 
 
-def test_valid_mask_half_open_interval():
+def test_valid_mask_is_symmetric_at_both_edges():
+    # Sample positions beyond the last pixel centre are invalid on the right as on the left.
     u, v = constant_flow((10, 10), 0.5, 0.0)
     mask = backward_valid_mask(u, v)
-    # x + 0.5 < 10 holds for x = 9 (9.5 < 10): the interval is [0, W).
-    assert mask[:, 9].all()
+    assert not mask[:, 9].any() and mask[:, :9].all()
     u, v = constant_flow((10, 10), -0.5, 0.0)
-    assert not backward_valid_mask(u, v)[:, 0].any()
+    mask = backward_valid_mask(u, v)
+    assert not mask[:, 0].any() and mask[:, 1:].all()
+    u, v = constant_flow((10, 10), 0.0, 9.0)
+    assert backward_valid_mask(u, v)[0].all() and not backward_valid_mask(u, v)[1:].any()
 
 
 def test_imregister_binary_nearest_and_in_bounds():

@@ -172,15 +172,15 @@ def _clamp(i, n):
     return i
 
 
-def warp_cubic(image, u, v, fill, x_limit, y_limit, out, inside):
+def warp_cubic(image, u, v, fill, x_max, y_max, out, inside):
     """Backward-warp ``image`` (H, W, C): ``out[y, x] = image(y + v[y, x], x + u[y, x])``.
 
     ``u``, ``v`` are (H, W) displacements in pixels of ``image``. A sample counts as inside when
-    ``0 <= x + u < x_limit`` and ``0 <= y + v < y_limit``; elsewhere the output takes ``fill[y, x]``
+    ``0 <= x + u <= x_max`` and ``0 <= y + v <= y_max``; elsewhere the output takes ``fill[y, x]``
     (an (H, W, C) array) and ``inside[y, x]`` is False. All float arrays float32.
     """
     height, width = u.shape
-    args = (image, u, v, fill, float(x_limit), float(y_limit), out, inside)
+    args = (image, u, v, fill, float(x_max), float(y_max), out, inside)
     if use_parallel(height * width):
         _warp_cubic_parallel(*args, get_num_threads())
     else:
@@ -188,29 +188,29 @@ def warp_cubic(image, u, v, fill, x_limit, y_limit, out, inside):
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def _warp_cubic_serial(image, u, v, fill, x_limit, y_limit, out, inside):
-    _warp_cubic_rows(image, u, v, fill, x_limit, y_limit, out, inside, 0, image.shape[0])
+def _warp_cubic_serial(image, u, v, fill, x_max, y_max, out, inside):
+    _warp_cubic_rows(image, u, v, fill, x_max, y_max, out, inside, 0, image.shape[0])
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def _warp_cubic_parallel(image, u, v, fill, x_limit, y_limit, out, inside, n_threads):
+def _warp_cubic_parallel(image, u, v, fill, x_max, y_max, out, inside, n_threads):
     height = image.shape[0]
     step = (height + n_threads - 1) // n_threads
     for t in prange(n_threads):
         _warp_cubic_rows(
-            image, u, v, fill, x_limit, y_limit, out, inside, t * step,
+            image, u, v, fill, x_max, y_max, out, inside, t * step,
             min(height, (t + 1) * step),
         )
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _warp_cubic_rows(image, u, v, fill, x_limit, y_limit, out, inside, y0, y1):
+def _warp_cubic_rows(image, u, v, fill, x_max, y_max, out, inside, y0, y1):
     height, width, n_ch = image.shape
     for y in range(y0, y1):
         for x in range(width):
             xs = x + u[y, x]
             ys = y + v[y, x]
-            ok = (xs >= 0.0) and (xs < x_limit) and (ys >= 0.0) and (ys < y_limit)
+            ok = (xs >= 0.0) and (xs <= x_max) and (ys >= 0.0) and (ys <= y_max)
             inside[y, x] = ok
             if not ok:
                 for c in range(n_ch):

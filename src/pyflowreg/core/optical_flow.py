@@ -237,7 +237,7 @@ class FlowEstimator:
         warped = np.empty_like(moving_level)
         inside = np.empty((h, w), dtype=np.bool_)
         interpolation.warp_cubic(
-            moving_level, u_px, v_px, fixed_level, w - 1 + 1e-3, h - 1 + 1e-3, warped, inside
+            moving_level, u_px, v_px, fixed_level, w - 1, h - 1, warped, inside
         )
         tensor = np.empty((n_ch, variational.N_TENSOR, h, w), dtype=np.float32)
         variational.motion_tensor(

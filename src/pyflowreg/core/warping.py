@@ -5,8 +5,11 @@ shape (H, W, 2), ``w[..., 0] = u`` (x, columns) and ``w[..., 1] = v`` (y, rows) 
 registers an image by sampling it at the displaced position:
 ``registered(y, x) = moving(y + v(y, x), x + u(y, x))``.
 
-A pixel is *valid* when its sample position lies inside the image, ``0 <= x + u < W`` and
-``0 <= y + v < H``. Invalid pixels of a registered image take the reference (``fixed``) value.
+A pixel is *valid* when its sample position lies within the pixel centres of the image,
+``0 <= x + u <= W - 1`` and ``0 <= y + v <= H - 1``: beyond the last centre there is no data to
+interpolate from, on either side. (The algorithm notes write ``[0, W)``; that would count the
+half pixel beyond the right/bottom edge as valid but not the one beyond the left/top edge.)
+Invalid pixels of a registered image take the reference (``fixed``) value.
 """
 
 from __future__ import annotations
@@ -42,13 +45,13 @@ def backward_valid_mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     Returns
     -------
     (H, W) bool
-        True where ``0 <= x + u < W`` and ``0 <= y + v < H``.
+        True where ``0 <= x + u <= W - 1`` and ``0 <= y + v <= H - 1``.
     """
     u, v = _flow_components(u, v)
     height, width = u.shape
     xs = np.arange(width, dtype=np.float32)[None, :] + u
     ys = np.arange(height, dtype=np.float32)[:, None] + v
-    return (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    return (xs >= 0) & (xs <= width - 1) & (ys >= 0) & (ys <= height - 1)
 
 
 def _sample_positions(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +132,7 @@ def warp_image(
     if interpolation_method == "cubic":
         out = np.empty_like(moving)
         inside = np.empty((height, width), dtype=np.bool_)
-        interpolation.warp_cubic(moving, u, v, fill, float(width), float(height), out, inside)
+        interpolation.warp_cubic(moving, u, v, fill, width - 1, height - 1, out, inside)
         return out, inside
     inside = backward_valid_mask(u, v)
     ys, xs = _sample_positions(u, v)

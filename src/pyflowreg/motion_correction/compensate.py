@@ -8,6 +8,7 @@ output goes to a temporary file that is renamed into place only when complete, a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -49,10 +50,24 @@ def compensated_path(folder: Path, output_format: str = "HDF5") -> Path:
     return Path(folder) / f"{COMPENSATED_STEM}{OUTPUT_SUFFIX[output_format]}"
 
 
+FINGERPRINT_BLOCK = 4 << 20  # bytes hashed at the start, middle and end of the input
+
+
 def input_fingerprint(path: Path) -> dict:
-    """Size and modification time of the input, to notice a changed recording on resume."""
-    st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    """Name, size and a hash of three 4 MiB blocks of the input, to notice a changed recording.
+
+    Independent of the folder and of modification times, so a session moved or copied to
+    another disk resumes instead of starting over; any rewrite of the movie changes the hash.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for offset in sorted({0, max(0, size // 2 - FINGERPRINT_BLOCK // 2),
+                              max(0, size - FINGERPRINT_BLOCK)}):
+            f.seek(offset)
+            digest.update(f.read(FINGERPRINT_BLOCK))
+    return {"name": path.name, "size": size, "sample_sha1": digest.hexdigest()}
 
 
 def is_complete(folder: Path, input_file: Path, options: OFOptions) -> bool:

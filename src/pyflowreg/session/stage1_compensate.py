@@ -77,6 +77,7 @@ def run_stage1(config: SessionConfig, *, log=_stderr) -> list[Path]:
     Returns the output folders in recording order. Recordings with complete, verified outputs
     are skipped when ``config.resume`` is true.
     """
+    config.validate()  # fields may have been assigned after construction
     files = config.discover_input_files()
     check_recordings(files)
     config.resolve_center(files)  # a bad center is reported before hours of Stage 1
@@ -91,6 +92,7 @@ def run_stage1_array(
     ``task_id`` defaults to :func:`~pyflowreg.session.config.get_array_task_id`
     (``SLURM_ARRAY_TASK_ID``, ``SGE_TASK_ID``, ``PBS_ARRAY_INDEX``/``PBS_ARRAYID``).
     """
+    config.validate()
     if task_id is None:
         task_id = get_array_task_id()
         if task_id is None:

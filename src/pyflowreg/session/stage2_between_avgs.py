@@ -231,6 +231,7 @@ def run_stage2(config: SessionConfig) -> tuple[int, Path, list[np.ndarray]]:
     center_file : Path
     displacement_fields : list of (H, W, 2) float32, one per recording in order.
     """
+    config.validate()
     files = config.discover_input_files()
     middle_idx, center_file = config.resolve_center(files)
     averages = [load_average(config.output_folder(p), p.name) for p in files]

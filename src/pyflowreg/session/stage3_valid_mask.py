@@ -11,6 +11,7 @@ the reference average).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from pyflowreg.io import (
     open_movie,
     open_movie_writer,
 )
-from pyflowreg.motion_correction.compensate import IDX_FILE, compensated_path
+from pyflowreg.motion_correction.compensate import IDX_FILE, STATUS_FILE, compensated_path
 from pyflowreg.session.config import SessionConfig
 from pyflowreg.session.stage2_between_avgs import (
     W_FILE,
@@ -89,17 +90,26 @@ def export_aligned_video(
 ) -> Path:
     """Warp every frame of ``compensated`` into the center's grid and write ``out_path``.
 
-    Skipped when ``resume`` and ``out_path`` is complete with the same frame count and a sidecar
-    records the same displacement field.
+    Skipped when ``resume`` and ``out_path`` is complete with the same frame count and its
+    sidecar ``<out_path>.json`` records the same inputs: the Stage 1 run that wrote the
+    compensated movie (digest of its ``status.json``), the displacement field and the reference
+    average (digests).
     """
     out_path = Path(out_path)
     sidecar = out_path.with_name(out_path.name + ".json")
-    w_digest = array_digest(w)
+    status = Path(compensated).parent / STATUS_FILE
+    provenance = {
+        "stage1_status_sha1": (
+            hashlib.sha1(status.read_bytes()).hexdigest() if status.is_file() else None
+        ),
+        "w_sha1": array_digest(w),
+        "reference_sha1": array_digest(reference_average),
+    }
     with open_movie(compensated) as reader:
         n_frames = reader.n_frames
         if resume and completed_frame_count(out_path) == n_frames and sidecar.is_file():
             try:
-                if json.loads(sidecar.read_text()).get("w_sha1") == w_digest:
+                if json.loads(sidecar.read_text()) == provenance:
                     return out_path
             except (OSError, json.JSONDecodeError):
                 pass
@@ -114,7 +124,7 @@ def export_aligned_video(
                 t1 = min(n_frames, t0 + chunk_frames)
                 writer.write(align_sequence(reader.read(t0, t1), w, reference))
     with atomic_output(sidecar) as tmp:
-        Path(tmp).write_text(json.dumps({"source": str(compensated), "w_sha1": w_digest}))
+        Path(tmp).write_text(json.dumps(provenance))
     return out_path
 
 
@@ -228,6 +238,7 @@ def run_stage3(
     -------
     final_mask : (H, W) bool
     """
+    config.validate()
     files = config.discover_input_files()
     if middle_idx is None:
         middle_idx, _ = config.resolve_center(files)
