@@ -18,7 +18,24 @@ from pyflowreg.session.config import ConfigError, SessionConfig  # noqa: E402
 from pyflowreg.session.stage3_valid_mask import ALIGNED_SUFFIX  # noqa: E402
 
 SESSION = SessionConfig.from_dict(dict(config), source="workflow config")
-DEMO = SESSION.demo.get("enabled", False)
+DEMO_MARKER = SESSION.root_path / ".flowreg_demo"
+
+
+def _demo_active():
+    """Whether the demo recordings are generated; never into a folder of real data."""
+    if not SESSION.demo.get("enabled", False):
+        return False
+    root = SESSION.root_path
+    if root.is_dir() and any(root.iterdir()) and not DEMO_MARKER.exists():
+        raise WorkflowError(
+            f"config: demo.enabled is true but root {root} already holds files the demo did "
+            "not write; set 'demo: {enabled: false}' to process them (the demo never writes "
+            "into existing data)"
+        )
+    return True
+
+
+DEMO = _demo_active()
 
 
 def _demo_files():

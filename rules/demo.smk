@@ -6,6 +6,7 @@ if DEMO:
     rule demo_session:
         output:
             recordings=[str(p) for p in INPUT_FILES],
+            marker=str(DEMO_MARKER),
         log:
             LOGS / "demo_session.log",
         benchmark:

@@ -14,3 +14,4 @@ session = make_session(
     seed=demo.get("seed", 0),
 )
 write_session(session, outputs[0].parent, pattern="rec_{:02d}.tif")
+Path(snakemake.output.marker).write_text("written by the flowreg-session demo_session rule\n")

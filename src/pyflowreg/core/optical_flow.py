@@ -45,9 +45,12 @@ class FlowParameters:
 
     def __post_init__(self) -> None:
         alpha = self.alpha
-        if np.isscalar(alpha):
-            alpha = (float(alpha), float(alpha))
-        alpha = tuple(float(a) for a in alpha)
+        try:
+            if np.isscalar(alpha):
+                alpha = (float(alpha), float(alpha))
+            alpha = tuple(float(a) for a in alpha)
+        except (TypeError, ValueError):
+            alpha = ()
         if len(alpha) != 2 or not all(math.isfinite(a) and a > 0 for a in alpha):
             raise ValueError(
                 f"alpha must be one or two positive numbers (x, y), got {self.alpha!r}"
@@ -57,17 +60,27 @@ class FlowParameters:
         _require_int(self.min_level, "min_level", minimum=0)
         _require_int(self.iterations, "iterations", minimum=1)
         _require_int(self.update_lag, "update_lag", minimum=1)
-        if not 0.0 < float(self.eta) < 1.0:
+        if not 0.0 < _as_float(self.eta) < 1.0:
             raise ValueError(f"eta must lie in (0, 1), got {self.eta!r}")
         for name in ("a_data", "a_smooth"):
-            value = float(getattr(self, name))
-            if not 0.0 < value <= 1.0:
+            value = getattr(self, name)
+            if not 0.0 < _as_float(value) <= 1.0:
                 raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
         if self.const_assumption not in CONST_ASSUMPTIONS:
             raise ValueError(
                 f"const_assumption must be one of {CONST_ASSUMPTIONS}, "
                 f"got {self.const_assumption!r}"
             )
+
+
+def _as_float(value) -> float:
+    """float(value), or NaN (which fails every range check) for non-numbers."""
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _require_int(value, name: str, *, minimum: int) -> None:

@@ -25,7 +25,13 @@ from numba import get_num_threads, njit, prange
 
 from pyflowreg.core.threads import use_parallel
 
-TENSOR_EPS = 1e-6  # regularises the contrast normalisation of the motion tensor
+# Regularises the contrast normalisation of the motion tensor, in squared intensity per pixel of
+# images scaled to [0, 1]. The published value 1e-6 gives full weight even to gradients far below
+# the photon noise of 2-photon frames (|grad| ~ 0.001 of the range per pixel); 1e-4 down-weights
+# only regions flatter than ~1 % of the range per pixel. Measured on synthetic frames (256^2,
+# smooth 6 px fields, 100 photons per unit): mean end-point error 0.33 -> 0.30 px with noise and
+# 0.054 -> 0.050 px without.
+TENSOR_EPS = 1e-4
 PENALTY_EPS = 1e-5  # epsilon of the generalised Charbonnier penalty
 N_TENSOR = 6  # J11, J12, J13, J22, J23, J33
 

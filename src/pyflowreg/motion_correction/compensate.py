@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from pyflowreg import __version__
-from pyflowreg.core.optical_flow import FlowEstimator
+from pyflowreg.core.optical_flow import FlowEstimator, channel_weights
 from pyflowreg.core.threads import available_cpus, set_numba_threads
 from pyflowreg.core.warping import warp_image
 from pyflowreg.io import (
     atomic_output,
     atomic_save_npy,
     check_finite,
+    cleanup_stale_temporaries,
     completed_frame_count,
     open_movie,
     open_movie_writer,
@@ -33,7 +34,11 @@ from pyflowreg.io import (
 from pyflowreg.motion_correction.options import OFOptions
 from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.preprocess import temporal_radius
-from pyflowreg.motion_correction.reference import build_reference, read_filtered
+from pyflowreg.motion_correction.reference import (
+    build_reference,
+    read_filtered,
+    reference_frame_indices,
+)
 
 STATUS_FILE = "status.json"
 IDX_FILE = "idx.hdf"
@@ -115,11 +120,8 @@ def _validate_input(input_file: Path, options: OFOptions):
         )
     try:
         options.channel_sigma(reader.n_channels)
-        if options.weight is not None and len(np.atleast_1d(options.weight)) != reader.n_channels:
-            raise ValueError(
-                f"weight has {len(np.atleast_1d(options.weight))} entries but the recording has "
-                f"{reader.n_channels} channel(s)"
-            )
+        channel_weights(options.weight, reader.n_channels)
+        reference_frame_indices(reader.n_frames, options.reference_frames)
         if reader.dtype.kind == "f":
             # Scan float input for NaN/inf before anything is written.
             for t0 in range(0, reader.n_frames, options.chunk_frames):
@@ -185,6 +187,8 @@ def compensate_recording(
             log(f"{input_file.name}: complete result found in {folder}, skipping")
             return folder
         folder.mkdir(parents=True, exist_ok=True)
+        # Leftovers of a killed run are as large as the outputs; their writers are gone.
+        cleanup_stale_temporaries(folder)
         # A stale status from an earlier run must not vouch for the files we are replacing.
         (folder / STATUS_FILE).unlink(missing_ok=True)
         # Frames are split across worker threads, each running numba on one thread.

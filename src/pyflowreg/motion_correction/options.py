@@ -25,7 +25,7 @@ CHANNEL_NORMALIZATIONS = ("joint", "separate")
 DEFAULT_REFERENCE_FRAMES = (50, 500)  # 0-based [start, stop) window, clipped to the recording
 
 
-@dataclass
+@dataclass(eq=False)
 class OFOptions:
     """Motion-correction options of one recording.
 
@@ -132,6 +132,18 @@ class OFOptions:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self.sigma = _sigma_array(self.sigma)
+        if self.weight is not None:
+            try:
+                weight = np.atleast_1d(np.asarray(self.weight, dtype=np.float64))
+            except (TypeError, ValueError):
+                weight = np.array([np.nan])
+            if weight.ndim != 1 or not np.isfinite(weight).all() or (weight < 0).any() \
+                    or weight.sum() <= 0:
+                raise ValueError(
+                    "weight must be a list of non-negative numbers (one per channel) with a "
+                    f"positive sum, got {self.weight!r}"
+                )
+            self.weight = weight.tolist()
         self._check_reference_frames()
         self._flow = FlowParameters(
             alpha=self.alpha, levels=self.levels, min_level=min_level, eta=self.eta,
@@ -151,6 +163,11 @@ class OFOptions:
             )
         if len(frames) == 2 and frames[0] >= frames[1]:
             raise ValueError(f"reference_frames window [start, stop) is empty: {list(frames)}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OFOptions):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
 
     @property
     def flow_parameters(self) -> FlowParameters:

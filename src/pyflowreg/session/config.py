@@ -304,3 +304,27 @@ def get_array_task_id() -> int | None:
             raise ValueError(f"{name}={task_id}: array task ids are 1-based")
         return task_id
     return None
+
+
+def schema_markdown_table() -> str:
+    """The config reference as a Markdown table, generated from the schema (for the README)."""
+    rows = ["| key | type | default | description |", "|---|---|---|---|"]
+
+    def add(name: str, spec: dict) -> None:
+        kind = spec.get("type", "")
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        if "enum" in spec:
+            kind = " / ".join(dict.fromkeys(str(v) for v in spec["enum"]))
+        bounds = [f"{label} {spec[k]}" for k, label in (
+            ("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+        ) if k in spec]
+        if bounds:
+            kind += f" ({', '.join(bounds)})"
+        default = json.dumps(spec["default"]) if "default" in spec else "required"
+        rows.append(f"| `{name}` | {kind} | `{default}` | {spec.get('description', '')} |")
+        for sub_name, sub_spec in spec.get("properties", {}).items():
+            add(f"{name}.{sub_name}", sub_spec)
+
+    for name, spec in session_schema()["properties"].items():
+        add(name, spec)
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,81 @@
+"""Check that two runs of the workflow produced the same science outputs.
+
+    python .ci/clusters/compare_outputs.py REFERENCE_DIR OTHER_DIR
+
+Compares every result file below the two session folders (Stage 1 movies, masks, averages,
+Stage 2 fields, Stage 3 bundle, PNGs and aligned videos) array by array, exactly. Run
+metadata that legitimately differs (timings in status.json, absolute paths, log files) is
+ignored. Exits 1 and names the first differing file otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import scipy.io
+import tifffile
+from PIL import Image
+
+RUN_SPECIFIC_JSON_KEYS = {"seconds", "frames_per_second", "numba_threads", "python"}
+PATH_KEYS = {"compensated_h5_paths"}
+
+
+def arrays(path: Path) -> dict[str, np.ndarray]:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return {"": np.load(path)}
+    if suffix == ".npz":
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files if k not in PATH_KEYS}
+    if suffix in (".h5", ".hdf5", ".hdf"):
+        with h5py.File(path, "r") as f:
+            return {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+    if suffix in (".tif", ".tiff"):
+        return {"": tifffile.imread(path)}
+    if suffix == ".png":
+        return {"": np.asarray(Image.open(path))}
+    if suffix == ".mat":
+        data = scipy.io.loadmat(path)
+        return {k: v for k, v in data.items() if not k.startswith("__") and k not in PATH_KEYS}
+    if suffix == ".json":
+        doc = json.loads(path.read_text())
+        if isinstance(doc, dict):
+            doc = {k: v for k, v in doc.items() if k not in RUN_SPECIFIC_JSON_KEYS}
+            doc.get("input", {}).pop("path", None)
+        return {"": np.array(json.dumps(doc, sort_keys=True))}
+    return {}
+
+
+def main(reference: str, other: str) -> int:
+    ref_root, other_root = Path(reference), Path(other)
+    files = sorted(p.relative_to(ref_root) for p in ref_root.rglob("*")
+                   if p.is_file() and not p.name.startswith("."))
+    compared = 0
+    for rel in files:
+        ref_arrays = arrays(ref_root / rel)
+        if not ref_arrays:
+            continue
+        if not (other_root / rel).is_file():
+            print(f"compare: {rel} is missing in {other_root}")
+            return 1
+        other_arrays = arrays(other_root / rel)
+        if ref_arrays.keys() != other_arrays.keys():
+            print(f"compare: {rel} holds {sorted(other_arrays)} instead of {sorted(ref_arrays)}")
+            return 1
+        for key, value in ref_arrays.items():
+            if not np.array_equal(value, other_arrays[key]):
+                print(f"compare: {rel} {key or ''} differs")
+                return 1
+        compared += 1
+    print(f"compare: {compared} result files identical between {ref_root} and {other_root}")
+    return 0 if compared else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    sys.exit(main(sys.argv[1], sys.argv[2]))
