@@ -20,7 +20,10 @@ import scipy.io
 import tifffile
 from PIL import Image
 
-RUN_SPECIFIC_JSON_KEYS = {"seconds", "frames_per_second", "numba_threads", "python"}
+# Timings, and the digest of a status.json that holds timings, differ between identical runs.
+RUN_SPECIFIC_JSON_KEYS = {
+    "seconds", "frames_per_second", "numba_threads", "python", "stage1_status_sha1",
+}
 PATH_KEYS = {"compensated_h5_paths"}
 
 

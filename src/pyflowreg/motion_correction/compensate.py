@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from pyflowreg import __version__
@@ -193,9 +194,13 @@ def compensate_recording(
         (folder / STATUS_FILE).unlink(missing_ok=True)
         # Frames are split across worker threads, each running numba on one thread.
         threads = available_cpus() if options.n_workers is None else options.n_workers
+        caller_threads = numba.get_num_threads()
         set_numba_threads(1)
-        with FramePool(threads) as pool:
-            _correct(reader, input_file, folder, options, threads, log, pool)
+        try:
+            with FramePool(threads) as pool:
+                _correct(reader, input_file, folder, options, threads, log, pool)
+        finally:
+            numba.set_num_threads(caller_threads)
     finally:
         reader.close()
     return folder
