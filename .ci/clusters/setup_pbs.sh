@@ -27,42 +27,8 @@ NAME=setup_pbs
 TIMEOUT=${SETUP_TIMEOUT:-60}
 PREFIX=${PBS_PREFIX:-/opt/pbs-wrappers}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-T0=${EPOCHREALTIME/./}
-phase() {
-  local now=${EPOCHREALTIME/./} d
-  d=$(( (now - T0) / 100000 ))
-  printf '[%s %4d.%ds] %s\n' "$NAME" $((d / 10)) $((d % 10)) "$*"
-}
-die() { phase "ERROR: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "must run as root"
-
-wait_for() {
-  local what=$1 i; shift
-  for ((i = 0; i < TIMEOUT * 2; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.5
-  done
-  die "timed out after ${TIMEOUT}s waiting for: $what"
-}
-
-ensure_pkgs() {
-  local p missing=() log
-  for p in "$@"; do
-    [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log=$(mktemp)
-  if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
-    apt-get update -qq >"$log" 2>&1 || { cat "$log" >&2; die "apt-get update failed"; }
-  fi
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >"$log" 2>&1; then
-    apt-get update -qq >>"$log" 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >>"$log" 2>&1 || { tail -n 30 "$log" >&2; die "apt-get install ${missing[*]} failed"; }
-  fi
-  rm -f "$log"
-}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 # ---------------------------------------------------------------- Slurm backend
 if ! scontrol ping 2>/dev/null | grep -q "is UP"; then
