@@ -1,7 +1,6 @@
 # Helpers shared by the rules: recordings, center, paths. Nothing here reads image data.
 import os
 import re
-import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -10,11 +9,10 @@ SRC = Path(workflow.basedir) / "src"
 # Jobs (local or on a cluster node) import the library from this checkout, and compile numba
 # kernels into a cache in the working directory that every job can write and reuse.
 if SRC.is_dir():
-    sys.path.insert(0, str(SRC))
     os.environ.setdefault("PYTHONPATH", str(SRC))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".numba_cache").resolve()))
 
-from pyflowreg.session.config import ConfigError, SessionConfig  # noqa: E402
+from pyflowreg.session.config import SessionConfig  # noqa: E402
 from pyflowreg.session.stage3_valid_mask import ALIGNED_SUFFIX  # noqa: E402
 
 SESSION = SessionConfig.from_dict(dict(config), source="workflow config")

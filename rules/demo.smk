@@ -7,6 +7,7 @@ if DEMO:
         output:
             recordings=[str(p) for p in INPUT_FILES],
             marker=str(DEMO_MARKER),
+            truth=str(SESSION.root_path / "ground_truth.npz"),
         log:
             LOGS / "demo_session.log",
         benchmark:

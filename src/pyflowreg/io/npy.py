@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from ._axes import AxisPlan, plan_axes
 from ._dtypes import movie_dtype
+from ._rawfile import ContiguousFileArray
 from .base import MovieReader, MovieWriter
 
 __all__ = ["NPYMovieReader", "NPYMovieWriter"]
@@ -81,14 +82,22 @@ class NPYMovieReader(MovieReader):
         # check dtype and geometry before mapping (also rejects object arrays and 0 frames)
         self._set_geometry(self._plan.shape, dtype)
         try:
-            self._mm = np.load(where, mmap_mode="r", allow_pickle=False)
+            mm = np.load(where, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise ValueError(f"{where}: cannot map .npy data, file truncated? ({exc})") from exc
+        if mm.flags.c_contiguous:
+            # Positioned reads instead of the map: see ContiguousFileArray.
+            self._mm = ContiguousFileArray(where, mm.offset, mm.dtype, mm.shape)
+            del mm
+        else:
+            self._mm = mm
 
     def _read(self, t0: int, t1: int) -> np.ndarray:
         return np.array(self._plan.apply(self._mm, t0, t1))
 
     def _close(self) -> None:
+        if isinstance(self._mm, ContiguousFileArray):
+            self._mm.close()
         self._mm = None
 
 

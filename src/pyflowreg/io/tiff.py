@@ -51,6 +51,7 @@ import tifffile
 
 from ._axes import plan_axes
 from ._dtypes import movie_dtype
+from ._rawfile import ContiguousFileArray
 from .base import MovieReader, MovieWriter
 from .scanimage import ScanImageLayout, parse_scanimage_text, scanimage_layout
 from .validation import check_frame_shape
@@ -102,17 +103,6 @@ def _tifffile_log() -> Iterator[list[str]]:
         yield handler.messages
     finally:
         logger.removeHandler(handler)
-
-
-class _MemmapArray:
-    """Index a memory map and return independent copies (never views)."""
-
-    def __init__(self, mm: np.memmap) -> None:
-        self.mm = mm
-        self.shape = mm.shape
-
-    def __getitem__(self, idx: tuple[int | slice, ...]) -> np.ndarray:
-        return np.array(self.mm[idx])
 
 
 class _PagedArray:
@@ -197,7 +187,7 @@ class TIFFMovieReader(MovieReader):
     def __init__(self, path: str | os.PathLike[str], *, plane: int | None = None) -> None:
         super().__init__(path)
         self._tif: tifffile.TiffFile | None = None
-        self._raw: _MemmapArray | _PagedArray | None = None
+        self._raw: ContiguousFileArray | _PagedArray | None = None
         self._scanimage: ScanImageLayout | None = None
         self._metadata: dict[str, Any] = {}
         try:
@@ -304,14 +294,9 @@ class TIFFMovieReader(MovieReader):
                     f"{where}: TIFF file is truncated: image data end at byte "
                     f"{offset + nbytes} but the file has {size} bytes"
                 )
-            mm = np.memmap(
-                where,
-                dtype=page.dtype.newbyteorder(tif.byteorder),
-                mode="r",
-                offset=offset,
-                shape=lead_shape + page_shape,
+            self._raw = ContiguousFileArray(
+                where, offset, page.dtype.newbyteorder(tif.byteorder), lead_shape + page_shape
             )
-            self._raw = _MemmapArray(mm)
         else:
             for i in sorted({0, n_used - 1}):
                 p = series[i]
@@ -327,6 +312,8 @@ class TIFFMovieReader(MovieReader):
         return self._plan.apply(self._raw, t0, t1)
 
     def _close(self) -> None:
+        if isinstance(self._raw, ContiguousFileArray):
+            self._raw.close()
         self._raw = None
         if self._tif is not None:
             self._tif.close()
