@@ -2,11 +2,13 @@
 
 Usage: python benchmarks/optical_flow.py [--sizes 256 512] [--repeats 5]
 
-For each image size, preset (min_level 0 / 4 / 6) and numba thread count (1, 2) it registers a
-synthetic pair with a known smooth field (max 6 px) and prints wall-clock frames/s (one
-``get_displacement`` call per frame pair, reference pyramid included), CPU-seconds per frame and
-the mean end-point error against ground truth. It also times the first call in a fresh process
-with a cold and with a warm numba cache.
+For each image size, preset (min_level 0 / 4 / 6) and parallel mode it registers a synthetic
+pair with a known smooth field (max 6 px) and prints wall-clock frames/s, CPU-seconds per frame
+and the mean end-point error against ground truth. Modes: "1 thread" and "2 threads" (numba
+threads splitting each image; one ``get_displacement`` call per pair, reference pyramid
+included) and "2 workers" (frames against one reference on two threads, numba single-threaded
+in each, as Stage 1 runs). It also times the first call in a fresh process with a cold and with
+a warm numba cache.
 
 The pyflowreg figures quoted in issue 2 (same method, same machine type, 2 cores) are printed as
 the baseline for the speed-up column.
@@ -25,7 +27,8 @@ import numba
 import numpy as np
 from scipy import ndimage
 
-from pyflowreg.core.optical_flow import get_displacement
+from pyflowreg.core.optical_flow import FlowEstimator, FlowParameters, get_displacement
+from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.synthetic import make_image_pair
 
 PRESETS = {"quality": 0, "balanced": 4, "fast": 6}
@@ -35,6 +38,20 @@ PYFLOWREG_FPS = {(256, 0): 2.9, (256, 4): 14.0, (256, 6): 25.0, (512, 6): 6.6}
 
 def prefilter(image, lo, hi):
     return ((ndimage.gaussian_filter(image, 1.0) - lo) / (hi - lo)).astype(np.float32)
+
+
+def time_frame_workers(fixed, moving, w_true, min_level, workers, repeats):
+    numba.set_num_threads(1)
+    estimator = FlowEstimator(fixed, FlowParameters(min_level=min_level))
+    frames = [moving] * (repeats * workers)
+    with FramePool(workers) as pool:
+        pool.map(estimator.estimate, frames[:workers])  # warm-up
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        flows = pool.map(estimator.estimate, frames)
+    wall = (time.perf_counter() - wall0) / len(frames)
+    cpu = (time.process_time() - cpu0) / len(frames)
+    epe = float(np.linalg.norm(flows[-1] - w_true, axis=-1).mean())
+    return 1.0 / wall, cpu, epe
 
 
 def time_preset(fixed, moving, w_true, min_level, threads, repeats):
@@ -78,7 +95,7 @@ def main() -> None:
     print(f"first call in a fresh process: cold numba cache {cold:.1f} s, warm cache {warm:.2f} s")
     print(f"machine: {os.cpu_count()} CPUs, numba {numba.__version__}, "
           f"threading layer threads available {numba.config.NUMBA_NUM_THREADS}")
-    header = (f"{'size':>5} {'preset':>9} {'min_lvl':>7} {'threads':>7} {'fps':>8} "
+    header = (f"{'size':>5} {'preset':>9} {'min_lvl':>7} {'mode':>10} {'fps':>8} "
               f"{'CPU-s/frame':>11} {'EPE px':>7} {'pyflowreg fps':>13} {'speed-up':>8}")
     print(header)
     print("-" * len(header))
@@ -87,15 +104,17 @@ def main() -> None:
         lo, hi = fixed.min(), fixed.max()
         f, m = prefilter(fixed, lo, hi), prefilter(moving, lo, hi)
         for name, min_level in PRESETS.items():
-            for threads in (1, 2):
-                if threads > numba.config.NUMBA_NUM_THREADS:
-                    continue
-                fps, cpu, epe = time_preset(f, m, w_true, min_level, threads, args.repeats)
+            for mode in ("1 thread", "2 threads", "2 workers"):
+                if mode == "2 workers":
+                    fps, cpu, epe = time_frame_workers(f, m, w_true, min_level, 2, args.repeats)
+                else:
+                    threads = int(mode[0])
+                    fps, cpu, epe = time_preset(f, m, w_true, min_level, threads, args.repeats)
                 base = PYFLOWREG_FPS.get((size, min_level))
                 base_s = f"{base:13.1f}" if base else f"{'-':>13}"
                 ratio = f"{fps / base:7.1f}x" if base else f"{'-':>8}"
-                print(f"{size:>5} {name:>9} {min_level:>7} {threads:>7} {fps:8.1f} "
-                      f"{cpu:11.4f} {epe:7.3f} {base_s} {ratio}")
+                print(f"{size:>5} {name:>9} {min_level:>7} {mode:>10} {fps:8.1f} "
+                      f"{cpu:11.4f} {epe:7.3f} {base_s} {ratio}", flush=True)
 
 
 if __name__ == "__main__":
