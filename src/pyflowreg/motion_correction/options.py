@@ -25,6 +25,10 @@ CHANNEL_NORMALIZATIONS = ("joint", "separate")
 DEFAULT_REFERENCE_FRAMES = (50, 500)  # 0-based [start, stop) window, clipped to the recording
 
 
+# Solver defaults live in one place, the core's FlowParameters.
+_SOLVER_DEFAULTS = FlowParameters()
+
+
 @dataclass(eq=False)
 class OFOptions:
     """Motion-correction options of one recording.
@@ -73,15 +77,15 @@ class OFOptions:
 
     quality_setting: str = "quality"
     min_level: int | None = None
-    alpha: Any = (1.5, 1.5)
+    alpha: Any = _SOLVER_DEFAULTS.alpha
     sigma: Any = (1.0, 1.0, 0.1)
-    levels: int = 100
-    eta: float = 0.8
-    iterations: int = 50
-    update_lag: int = 5
-    a_data: float = 0.45
-    a_smooth: float = 1.0
-    const_assumption: str = "gc"
+    levels: int = _SOLVER_DEFAULTS.levels
+    eta: float = _SOLVER_DEFAULTS.eta
+    iterations: int = _SOLVER_DEFAULTS.iterations
+    update_lag: int = _SOLVER_DEFAULTS.update_lag
+    a_data: float = _SOLVER_DEFAULTS.a_data
+    a_smooth: float = _SOLVER_DEFAULTS.a_smooth
+    const_assumption: str = _SOLVER_DEFAULTS.const_assumption
     weight: Any = None
     channel_normalization: str = "joint"
     buffer_size: int = 400
