@@ -48,10 +48,7 @@ def backward_valid_mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         True where ``0 <= x + u <= W - 1`` and ``0 <= y + v <= H - 1``.
     """
     u, v = _flow_components(u, v)
-    height, width = u.shape
-    xs = np.arange(width, dtype=np.float32)[None, :] + u
-    ys = np.arange(height, dtype=np.float32)[:, None] + v
-    return (xs >= 0) & (xs <= width - 1) & (ys >= 0) & (ys <= height - 1)
+    return _inside(*_sample_positions(u, v))
 
 
 def _sample_positions(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +56,11 @@ def _sample_positions(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndar
     ys = np.arange(height, dtype=np.float32)[:, None] + v
     xs = np.arange(width, dtype=np.float32)[None, :] + u
     return ys, xs
+
+
+def _inside(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    height, width = ys.shape
+    return (xs >= 0) & (xs <= width - 1) & (ys >= 0) & (ys <= height - 1)
 
 
 def imregister_binary(mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -82,7 +84,7 @@ def imregister_binary(mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndar
     ys, xs = _sample_positions(u, v)
     rows = np.clip(np.floor(ys + 0.5).astype(np.int64), 0, height - 1)
     cols = np.clip(np.floor(xs + 0.5).astype(np.int64), 0, width - 1)
-    return (mask[rows, cols] != 0) & backward_valid_mask(u, v)
+    return (mask[rows, cols] != 0) & _inside(ys, xs)
 
 
 def compute_batch_valid_masks(w: np.ndarray) -> np.ndarray:
@@ -134,8 +136,8 @@ def warp_image(
         inside = np.empty((height, width), dtype=np.bool_)
         interpolation.warp_cubic(moving, u, v, fill, width - 1, height - 1, out, inside)
         return out, inside
-    inside = backward_valid_mask(u, v)
     ys, xs = _sample_positions(u, v)
+    inside = _inside(ys, xs)
     order = 1 if interpolation_method == "linear" else 0
     out = np.empty_like(moving)
     for c in range(n_ch):

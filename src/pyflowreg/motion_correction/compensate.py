@@ -106,7 +106,7 @@ def _comparable_options(options: OFOptions) -> dict:
     # Options that do not change the result are left out, so changing them does not force a
     # recomputation.
     values = options.to_dict()
-    for key in ("n_workers", "verbose", "input_file", "output_path"):
+    for key in ("n_workers", "verbose"):
         values.pop(key, None)
     return values
 
