@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from pyflowreg import __version__
+from pyflowreg.core import temporal
 from pyflowreg.core.optical_flow import FlowEstimator, channel_weights
 from pyflowreg.core.threads import available_cpus, set_numba_threads
 from pyflowreg.core.warping import warp_image
@@ -213,6 +214,77 @@ def _batch_segments(t0: int, t1: int, buffer_size: int) -> list[tuple[int, int]]
     return list(zip(edges[:-1], edges[1:], strict=False))
 
 
+class _FlowSequence:
+    """Per-frame flows of a recording, delivered chunk by chunk, temporally filtered.
+
+    Flows are estimated in frame order, ``window_radius`` frames ahead of the chunk being
+    written, because the filter of frame t looks at frames t - radius .. t + radius. Each
+    batch of ``buffer_size`` frames starts from the mean flow of the batch before it. Only the
+    frames within reach of the current chunk are kept, so memory does not grow with the
+    recording.
+    """
+
+    def __init__(self, reader, estimator, reference, options, sigma, radius, pool):
+        self.reader, self.estimator, self.pool = reader, estimator, pool
+        self.normalization, self.sigma, self.radius = reference.normalization, sigma, radius
+        self.buffer_size = options.buffer_size
+        self.reach = temporal.window_radius() if options.temporal_filter else 0
+        self.raw, self.flows, self.summaries = {}, {}, {}
+        self.next_frame = 0
+        self.uv = None
+        self.batch_flow_sum = None
+
+    def _estimate(self, t0: int, t1: int) -> None:
+        raw, filtered = read_filtered(
+            self.reader, t0, t1, self.normalization, self.sigma, self.radius
+        )
+        for a, b in _batch_segments(t0, t1, self.buffer_size):
+            if a > 0 and a % self.buffer_size == 0:
+                # The mean flow of the finished batch starts the next one.
+                self.uv = (self.batch_flow_sum / self.buffer_size).astype(np.float32)
+                self.batch_flow_sum = None
+            uv = self.uv
+            ws = self.pool.map(lambda f, uv=uv: self.estimator.estimate(f, uv=uv),
+                               list(filtered[a - t0 : b - t0]))
+            for t, w in zip(range(a, b), ws, strict=True):
+                # Summed in frame order: results do not depend on the thread count.
+                self.batch_flow_sum = w.astype(np.float64) if self.batch_flow_sum is None \
+                    else self.batch_flow_sum + w
+                self.raw[t], self.flows[t] = raw[t - t0], w
+                self.summaries[t] = temporal.flow_summary(w)
+        self.next_frame = t1
+
+    def chunk(self, t0: int, t1: int):
+        """Raw frames, filtered flows and chosen window indices of frames [t0, t1)."""
+        n_frames = self.reader.n_frames
+        ahead = min(n_frames, t1 + self.reach)
+        if ahead > self.next_frame:
+            self._estimate(self.next_frame, ahead)
+        lo = max(0, t0 - self.reach)
+        span = range(lo, ahead)
+        flows = [self.flows[t] for t in span]
+        if self.reach:
+            summaries = np.stack([self.summaries[t] for t in span])
+            windows = temporal.choose_windows(
+                summaries, temporal.nonrigid_noise(summaries),
+                frames=range(t0 - lo, t1 - lo),
+            )
+            sigmas = np.asarray(temporal.DEFAULT_SCALES)[windows]
+            filtered = self.pool.map(
+                lambda item: temporal.filter_frame(flows, *item),
+                list(zip(range(t0 - lo, t1 - lo), sigmas, strict=True)),
+            )
+        else:
+            windows = np.zeros(t1 - t0, dtype=int)
+            filtered = [self.flows[t] for t in range(t0, t1)]
+        raw = [self.raw[t] for t in range(t0, t1)]
+        for t in [t for t in self.flows if t < t1 - self.reach]:
+            del self.flows[t], self.summaries[t]
+        for t in range(t0, t1):
+            del self.raw[t]
+        return raw, np.stack(filtered), windows
+
+
 def _correct(
     reader, input_file: Path, folder: Path, options: OFOptions, threads: int, log,
     pool: FramePool,
@@ -246,41 +318,30 @@ def _correct(
                 dataset_names=("u", "v"),
             )
         average = np.zeros((height, width, n_ch), dtype=np.float64)
-        batch_flow_sum = np.zeros((height, width, 2), dtype=np.float64)
-        state = {"uv": None}
+        flows = _FlowSequence(reader, estimator, reference, options, sigma, radius, pool)
+        window_counts = np.zeros(len(temporal.DEFAULT_SCALES), dtype=np.int64)
 
-        def correct_frame(item):
-            raw_frame, filtered_frame = item
-            w = estimator.estimate(filtered_frame, uv=state["uv"])
+        def register_frame(item):
+            raw_frame, w = item
             corrected, inside = warp_image(raw_frame, w[..., 0], w[..., 1], reference.image)
-            return w, corrected, inside
+            return corrected, inside
 
         for t0 in range(0, n_frames, options.chunk_frames):
             t1 = min(n_frames, t0 + options.chunk_frames)
-            raw, filtered = read_filtered(reader, t0, t1, reference.normalization, sigma, radius)
+            raw, w_chunk, windows = flows.chunk(t0, t1)
+            window_counts += np.bincount(windows, minlength=window_counts.size)
             corrected = np.empty((t1 - t0, height, width, n_ch), dtype=np.float32)
             valid = np.empty((t1 - t0, height, width, 1), dtype=np.uint8)
-            flows = np.empty((t1 - t0, height, width, 2), dtype=np.float32) if options.save_w \
-                else None
-            for a, b in _batch_segments(t0, t1, options.buffer_size):
-                if a > 0 and a % options.buffer_size == 0:
-                    # The mean flow of the finished batch starts the next one.
-                    state["uv"] = (batch_flow_sum / options.buffer_size).astype(np.float32)
-                    batch_flow_sum[:] = 0.0
-                items = [(raw[t - t0], filtered[t - t0]) for t in range(a, b)]
-                for t, (w, frame, inside) in zip(range(a, b), pool.map(correct_frame, items),
-                                                 strict=True):
-                    batch_flow_sum += w  # summed in frame order: results do not depend on threads
-                    corrected[t - t0] = frame
-                    valid[t - t0, ..., 0] = np.where(inside, 255, 0)
-                    if flows is not None:
-                        flows[t - t0] = w
+            items = list(zip(raw, w_chunk, strict=True))
+            for i, (frame, inside) in enumerate(pool.map(register_frame, items)):
+                corrected[i] = frame
+                valid[i, ..., 0] = np.where(inside, 255, 0)
             average += corrected.sum(axis=0, dtype=np.float64)
             writers["compensated"].write(corrected)
             if "idx" in writers:
                 writers["idx"].write(valid)
-            if flows is not None:
-                writers["w"].write(flows)
+            if "w" in writers:
+                writers["w"].write(w_chunk)
             log(f"{input_file.name}: {t1}/{n_frames} frames")
         for writer in writers.values():
             writer.close()
@@ -307,6 +368,10 @@ def _correct(
             "n_frames": int(reference.frame_indices.size),
             "passes": reference.passes,
             "recentring_px": reference.offsets_px,
+        },
+        "temporal_filter": {
+            "window_sigmas_frames": list(temporal.DEFAULT_SCALES),
+            "frames_per_window": window_counts.tolist(),
         },
         "seconds": {"reference": round(t_reference, 3), "total": round(elapsed, 3)},
         "frames_per_second": round(n_frames / elapsed, 3),

@@ -64,6 +64,11 @@ class OFOptions:
         "same" keeps the input dtype (rounded and clipped for integers).
     save_w : bool, default False
         Also write ``w.hdf5`` with datasets ``u`` and ``v`` (T, H, W) float32, pixels.
+    temporal_filter : bool, default True
+        Average the non-rigid part of each frame's flow with its neighbours' over a window
+        (0-3 frames sigma) chosen per frame, widest where the motion changes no faster than
+        the estimation noise explains (see :mod:`pyflowreg.core.temporal`). The rigid part and
+        each frame's own warp are kept.
     save_valid_idx : bool, default True
         Write ``idx.hdf`` with per-frame valid masks (T, H, W) uint8 0/255 (dataset ``ch1``).
     n_workers : int or None, default None
@@ -95,6 +100,7 @@ class OFOptions:
     output_format: str = "HDF5"
     output_dtype: str = "float32"
     save_w: bool = False
+    temporal_filter: bool = True
     save_valid_idx: bool = True
     n_workers: int | None = None
     chunk_frames: int = 32
@@ -132,7 +138,7 @@ class OFOptions:
                 self.output_format = value
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        for name in ("save_w", "save_valid_idx", "verbose"):
+        for name in ("save_w", "temporal_filter", "save_valid_idx", "verbose"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self.sigma = _sigma_array(self.sigma)
