@@ -787,7 +787,7 @@ def make_session(
 # --------------------------------------------------------------------------- disk output
 def write_recording(
     rec: SyntheticRecording, path, *, dtype: str = "uint16", scale: float | None = None,
-    chunk_frames: int = 64, noise: bool = True,
+    chunk_frames: int = 64, noise: bool = True, offset: float = 0.0,
 ) -> Path:
     """Stream a recording to a multi-page TIFF (one page per frame, never the whole movie).
 
@@ -800,7 +800,7 @@ def write_recording(
     path : str or Path
         Output file.
     dtype : {"uint16", "float32"}
-        Stored type. uint16 values are ``round(clip(I * scale, 0, 65535))``.
+        Stored type. uint16 values are ``round(clip(I * scale + offset, 0, 65535))``.
     scale : float, optional
         Brightness-to-stored-value factor; default ``photons_per_unit`` (photon counts) or
         1000 without shot noise for uint16, 1 for float32.
@@ -808,6 +808,9 @@ def write_recording(
         Frames rendered per chunk.
     noise : bool
         Write noisy (default) or noise-free observed frames.
+    offset : float
+        Dark level added to the stored values (counts), e.g. so Gaussian read noise is not
+        clipped at zero.
 
     Returns
     -------
@@ -821,6 +824,8 @@ def write_recording(
     def pages():
         for _, chunk in rec.iter_observed(chunk_frames, noise=noise):
             chunk = chunk * np.float32(scale)
+            if offset:
+                chunk += np.float32(offset)
             if dtype == "uint16":
                 chunk = np.rint(np.clip(chunk, 0, 65535))
             for frame in chunk.astype(dtype):
@@ -896,6 +901,19 @@ def main(argv: list[str] | None = None) -> None:
                            seed=args.seed, n_channels=args.channels)
     for path in write_session(session, args.outdir, dtype=args.dtype):
         print(path)
+
+
+_BENCHMARK_NAMES = ("BenchmarkRecording", "make_benchmark_recording", "load_real_frames",
+                    "BENCHMARK_MODELS")
+
+
+def __getattr__(name):
+    # The benchmark models build on this module, so they are imported on first use.
+    if name in _BENCHMARK_NAMES:
+        from pyflowreg import synthetic_benchmark
+
+        return getattr(synthetic_benchmark, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":
