@@ -12,8 +12,8 @@ Models
     (timescale 15 frames). All rows of a frame are acquired at once.
 ``"local"``
     Local deformation of 15-30 px features up to 3 px (timescale 8 frames) on a fast rigid
-    motion of 3 px (timescale 4 frames), with line scanning over the whole frame period
-    (``line_fraction=1``): the fast motion bends every frame.
+    motion of 4 px (timescale 3 frames, up to ~1 px per frame), with line scanning over the
+    whole frame period (``line_fraction=1``): the fast motion bends every frame.
 ``"jitter"``
     A slow drift of 2 px, a breathing-like periodic motion (4 px, mostly along y, one sharp
     peak every 20-40 frames) that also compresses the tissue (1 px wide non-rigid part), and
@@ -41,6 +41,7 @@ lands on the motion-free geometry that the ground-truth flows register onto.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,7 @@ from pyflowreg.synthetic import (
     _SPLINE_MARGIN,
     SyntheticRecording,
     _add_noise,
+    _grid_max_norm,
     _make_scene,
     _rng,
 )
@@ -310,30 +312,42 @@ def _no_modes(n_times):
     return np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2)), np.zeros((n_times, 0))
 
 
-def _wide_modes(rng, n_times, *, wavelength, peak, timescale, pulse=None):
-    """Smooth modes whose summed coefficients stay below ``peak`` px (zero-mean traces)."""
+def _wide_modes(rng, n_times, height, width, *, wavelength, peak, timescale, pulse=None):
+    """Smooth modes with zero-mean traces whose largest norm over the frame is ``peak`` px."""
     wavevec, phase, vec = smooth_modes(rng, wavelength)
     if pulse is None:
         coeff = _smooth_noise(rng, (n_times, len(phase)), timescale)
     else:  # every mode follows the breathing pulse, with its own sign and weight
         coeff = (pulse - pulse[:-1].mean())[:, None] * rng.uniform(0.5, 1.0, len(phase)) \
             * rng.choice([-1.0, 1.0], len(phase))
-    top = float(np.abs(coeff).sum(1).max(initial=0))
+    top = _grid_max_norm(wavevec, phase, vec, coeff, height, width)
     return wavevec, phase, vec, coeff * (peak / top if top > 0 else 0.0)
 
 
 def _smooth_noise(rng, shape, timescale):
-    series = ndi.gaussian_filter1d(rng.standard_normal(shape), timescale, axis=0, mode="nearest")
+    """Gaussian-smoothed noise along axis 0, as strong at the ends as in the middle, zero mean."""
+    extra = int(np.ceil(3 * timescale))
+    noise = rng.standard_normal((shape[0] + 2 * extra, *shape[1:]))
+    series = ndi.gaussian_filter1d(noise, timescale, axis=0)[extra : extra + shape[0]]
     return series - series[:-1].mean(0)
 
 
 def _motion_for(model, rng, height, width, n_times) -> MotionField:
+    motion = _draw_motion(model, rng, height, width, n_times)
+    # Zero mean over the frames' own time samples 0 .. T-1 (the last sample only serves the
+    # line scan of the last frame).
+    rigid = motion.rigid - motion.rigid[:-1].mean(0)
+    return dataclasses.replace(motion, rigid=rigid)
+
+
+def _draw_motion(model, rng, height, width, n_times) -> MotionField:
     if model == "smooth":
         rigid = drift_trace(rng, n_times, peak=5.0, timescale=15.0)
-        modes = _wide_modes(rng, n_times, wavelength=160.0, peak=2.0, timescale=15.0)
+        modes = _wide_modes(rng, n_times, height, width, wavelength=160.0, peak=2.0,
+                            timescale=15.0)
         return MotionField(height, width, rigid, *modes)
     if model == "local":
-        rigid = drift_trace(rng, n_times, peak=3.0, timescale=4.0)
+        rigid = drift_trace(rng, n_times, peak=4.0, timescale=3.0)
         local = local_field(rng, height, width, n_times, peak=3.0, feature_sigma=6.0,
                             timescale=8.0, reach=8.0)
         return MotionField(height, width, rigid, *_no_modes(n_times), local=local,
@@ -346,12 +360,13 @@ def _motion_for(model, rng, height, width, n_times) -> MotionField:
                                                                          np.sin(angle)]))
         rigid = drift_trace(rng, n_times, peak=2.0, timescale=20.0) + breath
         rigid += jitter_trace(rng, n_times, sigma=0.6)
-        modes = _wide_modes(rng, n_times, wavelength=160.0, peak=1.0, timescale=0.0, pulse=pulse)
+        modes = _wide_modes(rng, n_times, height, width, wavelength=160.0, peak=1.0,
+                            timescale=0.0, pulse=pulse)
         return MotionField(height, width, rigid, *modes)
     if model in REAL_RECORDINGS:
         rigid = drift_trace(rng, n_times, peak=2.0, timescale=15.0)
-        modes = _wide_modes(rng, n_times, wavelength=2.0 * max(height, width), peak=1.0,
-                            timescale=15.0)
+        modes = _wide_modes(rng, n_times, height, width, wavelength=2.0 * max(height, width),
+                            peak=1.0, timescale=15.0)
         return MotionField(height, width, rigid, *modes)
     raise ValueError(f"unknown benchmark model {model!r}; one of {BENCHMARK_MODELS}")
 
@@ -405,7 +420,7 @@ def make_benchmark_recording(
     rng = _rng(seed, _MOTION_STREAM)
     if model in REAL_RECORDINGS:
         frames = load_real_frames(model, data_dir)
-        margin = 5  # motion peak (2 px drift + 1 px modes) + 2 px of cubic-spline support
+        margin = 6  # motion peak (2 px drift + 1 px modes, re-centred) + cubic-spline support
         own = (frames.shape[1] - 2 * margin, frames.shape[2] - 2 * margin)
         if (height, width) not in ((None, None), own):
             raise ValueError(f"model {model!r} has frames of {own[0]} x {own[1]} px (real "
@@ -415,10 +430,12 @@ def make_benchmark_recording(
             raise ValueError(f"model {model!r} has {len(frames)} real frames; asked for "
                              f"{n_frames}")
         motion = _motion_for(model, rng, *own, n_frames + 1)
-        if motion.peak() > margin - 2:
-            raise AssertionError("crop margin smaller than the motion")  # guards the constants
-        return BenchmarkRecording(_RealSource(frames[:n_frames], margin), motion, model=model,
-                                  seed=seed)
+        rec = BenchmarkRecording(_RealSource(frames[:n_frames], margin), motion, model=model,
+                                 seed=seed)
+        reach = max(float(np.abs(rec.displacement(t, t + 1)).max()) for t in range(n_frames))
+        if reach > margin - 2:  # guards the constants above: every sample must be real tissue
+            raise AssertionError(f"crop margin {margin} px too small for {reach:.2f} px motion")
+        return rec
     if model not in BENCHMARK_MODELS:
         raise ValueError(f"unknown benchmark model {model!r}; one of {BENCHMARK_MODELS}")
     if height is None or width is None or n_frames is None:
