@@ -114,14 +114,16 @@ def test_photon_level_gives_stated_mean_photon_count_and_noise(photons):
 def test_written_counts_are_photons_plus_dark_offset(tmp_path):
     rec = make_benchmark_recording("jitter", photons_per_unit=100.0, height=40, width=48,
                                    n_frames=5, seed=1)
-    path = write_recording(rec, tmp_path / "rec.tif", dtype="uint16", scale=rec.count_scale,
-                           offset=rec.count_offset, chunk_frames=2)
+    path = write_recording(rec, tmp_path / "rec.tif", dtype="uint16", chunk_frames=2)
     stored = tifffile.imread(path)
     assert stored.shape == (5, 40, 48) and stored.dtype == np.uint16
     expected = rec.observed_all()[..., 0] * 100.0 + 100.0
     assert np.abs(stored - expected).max() <= 0.5 + 1e-3
     assert stored.min() > 0  # read noise never clipped
     assert stored.mean() == pytest.approx(145.0, rel=0.05)  # about 45 photons per pixel
+    explicit = write_recording(rec, tmp_path / "explicit.tif", scale=rec.count_scale,
+                               offset=rec.count_offset)
+    np.testing.assert_array_equal(tifffile.imread(explicit), stored)
 
 
 def test_streams_are_reproducible_and_chunk_independent(local_recording):
@@ -204,7 +206,7 @@ def real_or_skip(model, **kwargs):
         pytest.skip(f"real data not available: {err}")
 
 
-def test_real_tissue_is_moved_by_known_motion():
+def test_real_tissue_is_moved_by_known_motion(tmp_path):
     rec = real_or_skip("real", n_frames=6, seed=1)
     frames = sb.load_real_frames("real")
     assert rec.shape == (6, 52, 52, 1)
@@ -220,6 +222,8 @@ def test_real_tissue_is_moved_by_known_motion():
         # Interpolating the real frames' own noise twice blurs it a little: not exact, but close.
         assert errors[-1] < 1e-2 * np.ptp(clean[t])
     assert np.mean(errors) < 0.5 * np.mean(unregistered)
+    stored = tifffile.imread(write_recording(rec, tmp_path / "real.tif"))
+    assert np.abs(stored - np.clip(observed[..., 0], 0, None)).max() <= 0.5 + 1e-3  # own counts
     with pytest.raises(ValueError, match="500 real frames"):
         make_benchmark_recording("real", height=None, width=None, n_frames=501)
     with pytest.raises(ValueError, match="52 x 52"):

@@ -30,10 +30,9 @@ Photon level
 Synthetic tissue is scaled so the time-mean frame averages :data:`MEAN_BRIGHTNESS` (0.45):
 ``photons_per_unit=100`` gives about 45 photons per pixel per frame, ``10`` about 4.5 (issue
 8's set-up). Noise is ``Poisson(ppu * I) / ppu`` plus Gaussian read noise of ``read_noise_photons``
-(default 5) photons, i.e. ``5 / ppu`` brightness units. Write with
-``write_recording(rec, path, dtype="uint16", scale=rec.count_scale, offset=rec.count_offset)``:
-stored values are photon counts plus a dark offset of 100 counts, so the read noise is not
-clipped at zero.
+(default 5) photons, i.e. ``5 / ppu`` brightness units. ``write_recording(rec, path)``
+stores ``rec.count_scale * I + rec.count_offset`` as uint16: photon counts plus a dark offset of
+100 counts, so the read noise is not clipped at zero (real models: their own counts).
 
 All motion is zero-mean over time, so a reference re-centred on the frames' mean position
 lands on the motion-free geometry that the ground-truth flows register onto.
