@@ -5,6 +5,7 @@ Usage:
     python benchmarks/accuracy.py                  # full grid (models x 3..1000 photons x presets)
     python benchmarks/accuracy.py --models local --photons 10 --presets fast balanced
     python benchmarks/accuracy.py --quick --markdown --json out.json
+    python benchmarks/accuracy.py --quick --compare out.json   # EPE change per case
     python benchmarks/accuracy.py --session        # Stage 2 / session-mask accuracy instead
 
 Every case is a recording of :func:`pyflowreg.synthetic_benchmark.make_benchmark_recording`
@@ -216,14 +217,26 @@ def goal_text(row: dict) -> str:
     return f"goal<={goal:.2f} {'ok' if row['epe_mean'] <= goal else 'MISS'}"
 
 
-def line(row: dict) -> str:
+def case_key(row: dict) -> tuple:
+    return (row["model"], row["photons"], row["preset"], tuple(row["size"]), row["frames"])
+
+
+def compare_text(row: dict, before: dict) -> str:
+    old = before.get(case_key(row))
+    if old is None:
+        return ""
+    change = row["epe_mean"] - old["epe_mean"]
+    return f"EPE was {old['epe_mean']:.3f} ({100 * change / old['epe_mean']:+.0f}%)"
+
+
+def line(row: dict, before: dict | None = None) -> str:
     photons = "own" if row["photons"] is None else f"{row['photons']:g}"
     size = "x".join(map(str, row["size"]))
     return (f"{row['model']:>9} {photons:>5} {row['preset']:>8} {size:>7}x{row['frames']:<4} "
             f"{row['epe_mean']:6.3f} {row['epe_p95']:6.3f} {row['offset']:6.3f} "
             f"{row['distortion']:6.3f} {row['image_error']:5.2f} ({row['image_error_ideal']:5.2f}) "
             f"{row['cpu_s_per_frame']:7.4f} {100 * row['reference_share']:4.0f}%  "
-            f"{goal_text(row)}")
+            f"{goal_text(row)} {compare_text(row, before or {})}").rstrip()
 
 
 HEADER = (f"{'model':>9} {'ph/u':>5} {'preset':>8} {'size':>12} {'EPE':>6} {'p95':>6} "
@@ -306,6 +319,8 @@ def main(argv=None) -> None:
     parser.add_argument("--session", action="store_true",
                         help="run the Stage 2 / session-mask benchmark instead (seeds 0 1)")
     parser.add_argument("--no-quote", action="store_true", help="omit the issue's figures")
+    parser.add_argument("--compare", type=Path, metavar="JSON",
+                        help="show each case's EPE change against an earlier --json output")
     args = parser.parse_args(argv)
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -321,6 +336,9 @@ def main(argv=None) -> None:
         for ph in ([None] if model in REAL_RECORDINGS else photons):
             cases += [(model, ph, preset) for preset in presets]
 
+    before = {}
+    if args.compare:
+        before = {case_key(r): r for r in json.loads(args.compare.read_text())["cases"]}
     warm_up(presets)
     print(HEADER)
     rows, raw = [], []
@@ -329,7 +347,7 @@ def main(argv=None) -> None:
                     for seed in args.seeds]
         raw += per_seed
         rows.append(pooled(per_seed))
-        print(line(rows[-1]), flush=True)
+        print(line(rows[-1], before), flush=True)
     if not args.no_quote:
         print()
         print(QUOTED)
