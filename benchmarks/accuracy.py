@@ -1,80 +1,366 @@
-"""Accuracy against synthetic ground truth, on the set-ups of the acceptance tests.
+"""Stage 1 accuracy against exact ground truth: motion model x photon level x preset.
 
-Usage: python benchmarks/accuracy.py
+Usage:
+    python benchmarks/accuracy.py --quick          # balanced, 4 models x 10 and 100 photons
+    python benchmarks/accuracy.py                  # full grid (models x 3..1000 photons x presets)
+    python benchmarks/accuracy.py --models local --photons 10 --presets fast balanced
+    python benchmarks/accuracy.py --quick --markdown --json out.json
+    python benchmarks/accuracy.py --quick --compare out.json   # EPE change per case
+    python benchmarks/accuracy.py --session        # Stage 2 / session-mask accuracy instead
 
-Prints the Stage 1 end-point error (256^2 x 200 noisy frames, quality preset) and, for two
-5-recording sessions (192^2 x 30, 12 px rigid + 2.5 px non-rigid between recordings), the
-Stage 2 end-point error per recording next to the rigid shift's, and the session mask's Dice
-against the true common field of view. Takes about 3 minutes on 2 cores.
+Every case is a recording of :func:`pyflowreg.synthetic_benchmark.make_benchmark_recording`
+(models ``smooth``, ``local``, ``jitter``, ``real``, ``real_sima``; see that module) written as
+a uint16 TIFF (photon counts + 100 dark counts) and corrected by the real
+``compensate_recording`` with ``save_w: True`` and 2 workers; ``w.hdf5`` is read back.
+Inputs and ground truth are cached in ``benchmarks/out/accuracy/`` (keyed by the generator
+source, so a changed generator makes new inputs).
+
+Figures, per case (pooled over seeds):
+
+* **EPE mean / p95** (px): end-point error ``|w - w_true|`` over every frame and every pixel
+  whose true sample ``p + w_true(p)`` lies inside the frame; mean and 95th percentile.
+* **offset** (px): norm of the mean error vector (where the reference sits).
+* **dist** (px): reference distortion, the mean norm of the per-pixel time-mean error minus the
+  offset (pixels observable in every frame). EPE that is neither offset nor distortion is
+  per-frame noise of the fields.
+* **img%** (ideal): error of the corrected mean image (``temporal_average.npy``) against the
+  true motion-free mean: RMS difference after a least-squares gain and offset (the stored
+  counts are scaled), in % of the true mean's standard deviation, on the pixels observable in
+  every frame, eroded by 3 px. Blur from wrong fields raises it. In brackets the same for the
+  mean of the stored frames registered with the *true* flows (cubic): the floor set by the
+  frames' own noise. The JSON also holds the uncorrected mean's error and Pearson correlations
+  of Gaussian gradient magnitudes (sigma 1 px), a scale-free sharpness measure.
+* **CPU-s/f**: ``time.process_time`` of the ``compensate_recording`` call / frames (all
+  threads; numba is compiled before timing). **ref%**: reference construction, share of
+  Stage 1 wall time (``status.json``).
 """
 
+from __future__ import annotations
+
+import argparse
+import hashlib
 import json
+import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
+import tifffile
+from scipy import ndimage as ndi
 
+import pyflowreg
 from pyflowreg.motion_correction import compensate_recording
-from pyflowreg.session import SessionConfig
-from pyflowreg.session.stage1_compensate import run_stage1
-from pyflowreg.session.stage2_between_avgs import run_stage2
-from pyflowreg.session.stage3_valid_mask import run_stage3
-from pyflowreg.synthetic import SyntheticRecording, make_session, write_recording, write_session
+from pyflowreg.synthetic import write_recording
+from pyflowreg.synthetic_benchmark import REAL_RECORDINGS, make_benchmark_recording
 
-with tempfile.TemporaryDirectory() as d:
-    d = Path(d)
-    rec = SyntheticRecording(
-        256,
-        256,
-        200,
-        rigid_amplitude=6.0,
-        nonrigid_amplitude=1.5,
-        photons_per_unit=100,
-        read_noise=0.01,
-        seed=11,
-    )
-    movie = write_recording(rec, d / "movie.tif", dtype="uint16", scale=100.0)
-    out = compensate_recording(
-        {"quality_setting": "quality", "save_w": True, "n_workers": 2},
-        input_file=movie,
-        output_path=d / "out",
-    )
-    with h5py.File(out / "w.hdf5") as f:
-        w = np.stack([f["u"][()], f["v"][()]], -1)
-    diff = w - rec.flow_all()
-    offset = diff.mean(axis=(0, 1, 2))
-    epe = np.linalg.norm(diff - offset, axis=-1).mean(axis=(1, 2))
-    print(
-        f"stage1 256x256x200 quality: EPE mean {epe.mean():.3f} px "
-        f"(frames {epe.min():.3f}-{epe.max():.3f}), "
-        f"reference offset {np.linalg.norm(offset):.3f} px"
-    )
+OUT = Path(__file__).resolve().parent / "out" / "accuracy"
+FULL = {"models": ["smooth", "local", "jitter", "real", "real_sima"],
+        "photons": [3.0, 10.0, 100.0, 1000.0], "presets": ["fast", "balanced", "quality"]}
+QUICK = {"models": ["smooth", "local", "jitter", "real"], "photons": [10.0, 100.0],
+         "presets": ["balanced"]}
+# Issue 8's goals at the balanced preset: (model, photons or None for real) -> EPE mean, px.
+GOALS = {("smooth", 100.0): 0.12, ("smooth", 1000.0): 0.12, ("local", 100.0): 0.20,
+         ("smooth", 10.0): 0.20, ("real", None): 0.45}
+QUOTED = """\
+Quoted from issue 8, suite2p 1.1.0 nonrigid, held-back sessions (NOT measured here):
+  per-frame EPE mean (p95), px            this project, balanced   suite2p nonrigid, 128-px blocks
+  smooth wide deformation, 100 photons    0.24 (0.52)              0.12
+  local deformation + line-scan, 100 ph.  0.25 (0.54)              0.36 (0.95)
+  smooth wide deformation, 10 photons     0.52 (1.04)              0.19 (0.41)
+  real tissue, own noise                  0.75 (1.47)              0.45 (0.82)
+  CPU-s per frame, 256^2, 2 cores         0.049                    0.044"""
 
-    for seed in (0, 1):
-        s = make_session(
-            5, 192, 192, 30, between_rigid_amplitude=12.0, between_nonrigid_amplitude=2.5, seed=seed
-        )
-        root = d / f"sess{seed}"
-        write_session(s, root, pattern="rec_{:02d}.tif")
-        cfg = SessionConfig(
-            root=str(root), pattern="rec_*.tif", quality_setting="balanced", n_workers=2
-        )
-        run_stage1(cfg)
-        mid, center, fields = run_stage2(cfg)
-        final = run_stage3(cfg, mid, fields)
-        truth = s.common_valid_mask()
-        dice = 2 * (final & truth).sum() / (final.sum() + truth.sum())
-        res = []
-        for r, p in enumerate(cfg.discover_input_files()):
-            if r == mid:
-                continue
-            info = json.loads((cfg.output_folder(p) / "w_to_reference.json").read_text())
-            e = np.linalg.norm(fields[r] - s.between_flow[r], axis=-1).mean()
-            er = np.linalg.norm(np.array(info["rigid_shift"]) - s.between_flow[r], axis=-1).mean()
-            res.append(f"{e:.3f} (rigid {er:.2f}, kept {info['kept']})")
-        print(
-            f"session seed {seed} 192x192x30 balanced: stage2 EPE "
-            + "; ".join(res)
-            + f"; Dice {dice:.4f}"
-        )
+
+def generator_fingerprint() -> str:
+    """Hash of the generator's source: cached inputs are reused only for the same generator."""
+    root = Path(pyflowreg.__file__).resolve().parent
+    digest = hashlib.sha1()
+    for name in ("synthetic.py", "synthetic_motion.py", "synthetic_benchmark.py"):
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def case_input(model: str, photons: float | None, size: int, n_frames: int, seed: int) -> Path:
+    """Folder with ``movie.tif``, ``flow.npy`` and ``truth.npz`` of one case (cached)."""
+    real = model in REAL_RECORDINGS
+    n_frames = min(n_frames, REAL_RECORDINGS[model][1]) if real else n_frames
+    tag = f"{model}_{'own' if real else f'{photons:g}ph'}_{'own' if real else size}" \
+          f"_{n_frames}f_s{seed}_{generator_fingerprint()}"
+    folder = OUT / tag
+    if (folder / "truth.npz").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    if real:
+        rec = make_benchmark_recording(model, height=None, width=None, n_frames=n_frames,
+                                       seed=seed)
+    else:
+        rec = make_benchmark_recording(model, photons_per_unit=photons, height=size, width=size,
+                                       n_frames=n_frames, seed=seed)
+    tmp = folder / "movie.tmp.tif"
+    write_recording(rec, tmp, dtype="uint16", scale=rec.count_scale, offset=rec.count_offset)
+    os.replace(tmp, folder / "movie.tif")
+    flow = rec.flow_all()
+    with open(folder / "flow.tmp.npy", "wb") as f:
+        np.save(f, flow)
+    os.replace(folder / "flow.tmp.npy", folder / "flow.npy")
+    raw_mean = np.zeros(rec.shape[1:], np.float64)
+    for _, chunk in rec.iter_observed(32):
+        raw_mean += chunk.sum(0)
+    with open(folder / "truth.tmp.npz", "wb") as f:  # written last: marks the case complete
+        np.savez(f, clean_mean=rec.clean_static()[..., 0], raw_mean=raw_mean[..., 0] / rec.n_frames,
+                 photons=np.float64(photons if photons and not real else np.nan))
+    os.replace(folder / "truth.tmp.npz", folder / "truth.npz")
+    return folder
+
+
+def ideal_mean(folder: Path) -> np.ndarray:
+    """Mean of the stored frames registered with the true flows (cached in the case folder)."""
+    path = folder / "ideal_mean.npy"
+    if not path.is_file():
+        movie = tifffile.imread(folder / "movie.tif").astype(np.float64)
+        flow = np.load(folder / "flow.npy", mmap_mode="r")
+        yy, xx = np.mgrid[: movie.shape[1], : movie.shape[2]].astype(float)
+        total = np.zeros(movie.shape[1:])
+        for frame, w in zip(movie, flow, strict=True):
+            total += ndi.map_coordinates(frame, [yy + w[..., 1], xx + w[..., 0]], order=3,
+                                         mode="nearest")
+        with open(folder / "ideal_mean.tmp.npy", "wb") as f:
+            np.save(f, total / len(movie))
+        os.replace(folder / "ideal_mean.tmp.npy", path)
+    return np.load(path)
+
+
+def mean_image_error(image: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """RMS of ``gain * image + offset - truth`` (least squares) on ``mask``, % of truth's std."""
+    a, b = image[mask].astype(np.float64), truth[mask].astype(np.float64)
+    design = np.stack([a, np.ones_like(a)], 1)
+    fit = design @ np.linalg.lstsq(design, b, rcond=None)[0]
+    return float(100 * np.sqrt(np.mean((fit - b) ** 2)) / b.std())
+
+
+def gradient_correlation(image: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """Pearson correlation of Gaussian gradient magnitudes (sigma 1 px) on ``mask``."""
+    a = ndi.gaussian_gradient_magnitude(image.astype(np.float64), 1.0)[mask]
+    b = ndi.gaussian_gradient_magnitude(truth.astype(np.float64), 1.0)[mask]
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def flow_errors(w: np.ndarray, w_true: np.ndarray) -> dict:
+    """EPE statistics on the pixels whose true sample lies inside the frame (see docstring)."""
+    n, height, width, _ = w_true.shape
+    yy, xx = np.mgrid[:height, :width]
+    x, y = xx + w_true[..., 0], yy + w_true[..., 1]
+    inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+    error = w - w_true
+    norm = np.hypot(error[..., 0], error[..., 1])
+    offset = error[inside].mean(0)
+    always = inside.all(0)
+    per_pixel = error.mean(0)[always] - offset
+    per_frame = np.array([norm[t][inside[t]].mean() for t in range(n)])
+    return {"epe_mean": float(norm[inside].mean()), "epe_p95": float(np.percentile(norm[inside],
+                                                                                   95)),
+            "epe_worst_frame": float(per_frame.max()), "offset": float(np.hypot(*offset)),
+            "offset_xy": offset.tolist(),
+            "distortion": float(np.hypot(per_pixel[:, 0], per_pixel[:, 1]).mean()),
+            "always_inside": always}
+
+
+def run_case(model, photons, preset, size, n_frames, seed) -> dict:
+    folder = case_input(model, photons, size, n_frames, seed)
+    w_true = np.load(folder / "flow.npy")
+    truth = np.load(folder / "truth.npz")
+    with tempfile.TemporaryDirectory(dir=OUT) as out:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        compensate_recording({"quality_setting": preset, "save_w": True, "n_workers": 2},
+                             input_file=folder / "movie.tif", output_path=out, resume=False)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        with h5py.File(Path(out) / "w.hdf5") as f:
+            w = np.stack([f["u"][()], f["v"][()]], -1)
+        average = np.load(Path(out) / "temporal_average.npy")
+        status = json.loads((Path(out) / "status.json").read_text())
+    result = flow_errors(w, w_true)
+    mask = ndi.binary_erosion(result.pop("always_inside"), iterations=3)
+    result.update(
+        model=model, photons=None if model in REAL_RECORDINGS else photons, preset=preset,
+        seed=seed, frames=int(len(w_true)), size=list(w_true.shape[1:3]),
+        image_error=mean_image_error(average, truth["clean_mean"], mask),
+        image_error_ideal=mean_image_error(ideal_mean(folder), truth["clean_mean"], mask),
+        image_error_raw=mean_image_error(truth["raw_mean"], truth["clean_mean"], mask),
+        sharpness=gradient_correlation(average, truth["clean_mean"], mask),
+        sharpness_ideal=gradient_correlation(ideal_mean(folder), truth["clean_mean"], mask),
+        sharpness_raw=gradient_correlation(truth["raw_mean"], truth["clean_mean"], mask),
+        cpu_s_per_frame=cpu / len(w_true), wall_s=wall,
+        reference_share=status["seconds"]["reference"] / max(status["seconds"]["total"], 1e-9),
+    )
+    return result
+
+
+def pooled(results: list[dict]) -> dict:
+    """Mean of every figure over the seeds of one case."""
+    keys = ("epe_mean", "epe_p95", "epe_worst_frame", "offset", "distortion", "image_error",
+            "image_error_ideal", "image_error_raw", "sharpness", "sharpness_ideal",
+            "sharpness_raw", "cpu_s_per_frame", "wall_s", "reference_share")
+    out = {k: float(np.mean([r[k] for r in results])) for k in keys}
+    first = results[0]
+    out.update(model=first["model"], photons=first["photons"], preset=first["preset"],
+               size=first["size"], frames=first["frames"], seeds=[r["seed"] for r in results])
+    return out
+
+
+def goal_text(row: dict) -> str:
+    goal = GOALS.get((row["model"], row["photons"]))
+    if goal is None or row["preset"] != "balanced":
+        return ""
+    return f"goal<={goal:.2f} {'ok' if row['epe_mean'] <= goal else 'MISS'}"
+
+
+def case_key(row: dict) -> tuple:
+    return (row["model"], row["photons"], row["preset"], tuple(row["size"]), row["frames"])
+
+
+def compare_text(row: dict, before: dict) -> str:
+    old = before.get(case_key(row))
+    if old is None:
+        return ""
+    change = row["epe_mean"] - old["epe_mean"]
+    return f"EPE was {old['epe_mean']:.3f} ({100 * change / old['epe_mean']:+.0f}%)"
+
+
+def line(row: dict, before: dict | None = None) -> str:
+    photons = "own" if row["photons"] is None else f"{row['photons']:g}"
+    size = "x".join(map(str, row["size"]))
+    return (f"{row['model']:>9} {photons:>5} {row['preset']:>8} {size:>7}x{row['frames']:<4} "
+            f"{row['epe_mean']:6.3f} {row['epe_p95']:6.3f} {row['offset']:6.3f} "
+            f"{row['distortion']:6.3f} {row['image_error']:5.2f} ({row['image_error_ideal']:5.2f}) "
+            f"{row['cpu_s_per_frame']:7.4f} {100 * row['reference_share']:4.0f}%  "
+            f"{goal_text(row)} {compare_text(row, before or {})}").rstrip()
+
+
+HEADER = (f"{'model':>9} {'ph/u':>5} {'preset':>8} {'size':>12} {'EPE':>6} {'p95':>6} "
+          f"{'offset':>6} {'dist':>6} {'img%':>5} {'(ideal)':>7} {'CPU-s/f':>7} {'ref%':>5}")
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | photons/unit | preset | frames | EPE mean (p95), px | offset, px | "
+             "ref. distortion, px | mean-image error % (true flows) | CPU-s/frame |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        photons = "own noise" if r["photons"] is None else f"{r['photons']:g}"
+        lines.append(
+            f"| {r['model']} | {photons} | {r['preset']} | {'x'.join(map(str, r['size']))} x "
+            f"{r['frames']} | {r['epe_mean']:.3f} ({r['epe_p95']:.2f}) | {r['offset']:.3f} | "
+            f"{r['distortion']:.3f} | {r['image_error']:.2f} ({r['image_error_ideal']:.2f}) | "
+            f"{r['cpu_s_per_frame']:.3f} |")
+    return "\n".join(lines)
+
+
+def warm_up(presets) -> None:
+    """Compile (or load) numba kernels so compilation is not billed to the first case."""
+    rec = make_benchmark_recording("smooth", photons_per_unit=100.0, height=48, width=48,
+                                   n_frames=6, seed=0)
+    with tempfile.TemporaryDirectory(dir=OUT) as d:
+        movie = write_recording(rec, Path(d) / "warm.tif", scale=rec.count_scale,
+                                offset=rec.count_offset)
+        for preset in presets:
+            compensate_recording({"quality_setting": preset, "save_w": True, "n_workers": 2},
+                                 input_file=movie, output_path=Path(d) / preset, resume=False)
+
+
+def run_session(seeds) -> None:
+    """Stage 2 and session mask against ground truth (the former accuracy benchmark)."""
+    from pyflowreg.session import SessionConfig
+    from pyflowreg.session.stage1_compensate import run_stage1
+    from pyflowreg.session.stage2_between_avgs import run_stage2
+    from pyflowreg.session.stage3_valid_mask import run_stage3
+    from pyflowreg.synthetic import make_session, write_session
+
+    with tempfile.TemporaryDirectory(dir=OUT) as d:
+        for seed in seeds:
+            s = make_session(5, 192, 192, 30, between_rigid_amplitude=12.0,
+                             between_nonrigid_amplitude=2.5, seed=seed)
+            root = Path(d) / f"sess{seed}"
+            write_session(s, root, pattern="rec_{:02d}.tif")
+            cfg = SessionConfig(root=str(root), pattern="rec_*.tif", quality_setting="balanced",
+                                n_workers=2)
+            run_stage1(cfg)
+            mid, _, fields = run_stage2(cfg)
+            final = run_stage3(cfg, mid, fields)
+            truth = s.common_valid_mask()
+            dice = 2 * (final & truth).sum() / (final.sum() + truth.sum())
+            res = []
+            for r, p in enumerate(cfg.discover_input_files()):
+                if r == mid:
+                    continue
+                info = json.loads((cfg.output_folder(p) / "w_to_reference.json").read_text())
+                e = np.linalg.norm(fields[r] - s.between_flow[r], axis=-1).mean()
+                er = np.linalg.norm(np.array(info["rigid_shift"]) - s.between_flow[r],
+                                    axis=-1).mean()
+                res.append(f"{e:.3f} (rigid {er:.2f}, kept {info['kept']})")
+            print(f"session seed {seed} 192x192x30 balanced: stage2 EPE " + "; ".join(res)
+                  + f"; Dice {dice:.4f}", flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="balanced only, smooth/local/jitter/real x 10 and 100 photons")
+    parser.add_argument("--models", nargs="+", choices=FULL["models"])
+    parser.add_argument("--photons", nargs="+", type=float, help="photons per unit")
+    parser.add_argument("--presets", nargs="+", choices=FULL["presets"])
+    parser.add_argument("--size", type=int, default=256, help="frame size of synthetic models")
+    parser.add_argument("--frames", type=int, default=200,
+                        help="frames (real models: at most their own count)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--markdown", action="store_true", help="also print a README table")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write every figure as JSON")
+    parser.add_argument("--session", action="store_true",
+                        help="run the Stage 2 / session-mask benchmark instead (seeds 0 1)")
+    parser.add_argument("--no-quote", action="store_true", help="omit the issue's figures")
+    parser.add_argument("--compare", type=Path, metavar="JSON",
+                        help="show each case's EPE change against an earlier --json output")
+    args = parser.parse_args(argv)
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.session:
+        run_session(args.seeds if args.seeds != [0] else [0, 1])
+        return
+    grid = QUICK if args.quick else FULL
+    models = args.models or grid["models"]
+    photons = args.photons or grid["photons"]
+    presets = args.presets or grid["presets"]
+    cases = []
+    for model in models:
+        for ph in ([None] if model in REAL_RECORDINGS else photons):
+            cases += [(model, ph, preset) for preset in presets]
+
+    before = {}
+    if args.compare:
+        before = {case_key(r): r for r in json.loads(args.compare.read_text())["cases"]}
+    warm_up(presets)
+    print(HEADER)
+    rows, raw = [], []
+    for model, ph, preset in cases:
+        per_seed = [run_case(model, ph, preset, args.size, args.frames, seed)
+                    for seed in args.seeds]
+        raw += per_seed
+        rows.append(pooled(per_seed))
+        print(line(rows[-1], before), flush=True)
+    if not args.no_quote:
+        print()
+        print(QUOTED)
+    if args.markdown:
+        print()
+        print(markdown(rows))
+    if args.json:
+        meta = {"command": " ".join(["python benchmarks/accuracy.py", *sys.argv[1:]]),
+                "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpus": os.cpu_count(),
+                "generator": generator_fingerprint()}
+        args.json.write_text(json.dumps({"meta": meta, "cases": rows, "per_seed": raw},
+                                        indent=1))
+
+
+if __name__ == "__main__":
+    main()

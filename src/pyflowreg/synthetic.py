@@ -787,7 +787,7 @@ def make_session(
 # --------------------------------------------------------------------------- disk output
 def write_recording(
     rec: SyntheticRecording, path, *, dtype: str = "uint16", scale: float | None = None,
-    chunk_frames: int = 64, noise: bool = True,
+    chunk_frames: int = 64, noise: bool = True, offset: float | None = None,
 ) -> Path:
     """Stream a recording to a multi-page TIFF (one page per frame, never the whole movie).
 
@@ -800,14 +800,18 @@ def write_recording(
     path : str or Path
         Output file.
     dtype : {"uint16", "float32"}
-        Stored type. uint16 values are ``round(clip(I * scale, 0, 65535))``.
+        Stored type. uint16 values are ``round(clip(I * scale + offset, 0, 65535))``.
     scale : float, optional
-        Brightness-to-stored-value factor; default ``photons_per_unit`` (photon counts) or
-        1000 without shot noise for uint16, 1 for float32.
+        Brightness-to-stored-value factor; default the recording's ``count_scale`` if it has
+        one (benchmark recordings), else ``photons_per_unit`` (photon counts) or 1000 without
+        shot noise for uint16, 1 for float32.
     chunk_frames : int
         Frames rendered per chunk.
     noise : bool
         Write noisy (default) or noise-free observed frames.
+    offset : float, optional
+        Dark level added to the stored values (counts), so Gaussian read noise is not clipped
+        at zero; default the recording's ``count_offset`` if it has one, else 0.
 
     Returns
     -------
@@ -816,11 +820,14 @@ def write_recording(
     if dtype not in ("uint16", "float32"):
         raise ValueError("dtype must be 'uint16' or 'float32'")
     scale = _default_scale(rec, dtype) if scale is None else scale
+    offset = getattr(rec, "count_offset", 0.0) if offset is None else offset
     shape = rec.shape if rec.n_channels > 1 else rec.shape[:3]
 
     def pages():
         for _, chunk in rec.iter_observed(chunk_frames, noise=noise):
             chunk = chunk * np.float32(scale)
+            if offset:
+                chunk += np.float32(offset)
             if dtype == "uint16":
                 chunk = np.rint(np.clip(chunk, 0, 65535))
             for frame in chunk.astype(dtype):
@@ -835,6 +842,8 @@ def write_recording(
 
 
 def _default_scale(rec: SyntheticRecording, dtype: str) -> float:
+    if hasattr(rec, "count_scale"):  # benchmark recordings say how they are stored
+        return float(rec.count_scale)
     return 1.0 if dtype == "float32" else float(rec.photons_per_unit or 1000.0)
 
 
@@ -896,6 +905,19 @@ def main(argv: list[str] | None = None) -> None:
                            seed=args.seed, n_channels=args.channels)
     for path in write_session(session, args.outdir, dtype=args.dtype):
         print(path)
+
+
+_BENCHMARK_NAMES = ("BenchmarkRecording", "make_benchmark_recording", "load_real_frames",
+                    "BENCHMARK_MODELS")
+
+
+def __getattr__(name):
+    # The benchmark models build on this module, so they are imported on first use.
+    if name in _BENCHMARK_NAMES:
+        from pyflowreg import synthetic_benchmark
+
+        return getattr(synthetic_benchmark, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":
