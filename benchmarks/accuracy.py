@@ -56,6 +56,8 @@ from pyflowreg.motion_correction import compensate_recording
 from pyflowreg.synthetic import write_recording
 from pyflowreg.synthetic_benchmark import REAL_RECORDINGS, make_benchmark_recording
 
+# Extra flow options for every case, e.g. FLOWREG_BENCH_OPTIONS='{"alpha": 30}' (experiments).
+EXTRA_OPTIONS = json.loads(os.environ.get("FLOWREG_BENCH_OPTIONS", "{}"))
 OUT = Path(__file__).resolve().parent / "out" / "accuracy"
 FULL = {"models": ["smooth", "local", "jitter", "real", "real_sima"],
         "photons": [3.0, 10.0, 100.0, 1000.0], "presets": ["fast", "balanced", "quality"]}
@@ -174,7 +176,8 @@ def run_case(model, photons, preset, size, n_frames, seed) -> dict:
     truth = np.load(folder / "truth.npz")
     with tempfile.TemporaryDirectory(dir=OUT) as out:
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        compensate_recording({"quality_setting": preset, "save_w": True, "n_workers": 2},
+        compensate_recording({"quality_setting": preset, "save_w": True, "n_workers": 2,
+                              **EXTRA_OPTIONS},
                              input_file=folder / "movie.tif", output_path=out, resume=False)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         with h5py.File(Path(out) / "w.hdf5") as f:

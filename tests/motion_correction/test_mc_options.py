@@ -10,9 +10,18 @@ import pytest
 from pyflowreg.motion_correction import OFOptions
 
 
-@pytest.mark.parametrize(("preset", "level"), [("quality", 0), ("balanced", 4), ("fast", 6)])
-def test_presets_map_to_min_level(preset, level):
-    assert OFOptions(quality_setting=preset).flow_parameters.min_level == level
+@pytest.mark.parametrize(
+    ("preset", "level", "iterations"), [("quality", 0, 50), ("balanced", 1, 20), ("fast", 3, 20)]
+)
+def test_presets_map_to_min_level_and_iterations(preset, level, iterations):
+    params = OFOptions(quality_setting=preset).flow_parameters
+    assert (params.min_level, params.iterations) == (level, iterations)
+
+
+def test_explicit_iterations_override_preset_and_custom_defaults_to_50():
+    assert OFOptions(quality_setting="balanced", iterations=7).flow_parameters.iterations == 7
+    custom = OFOptions(quality_setting="custom", min_level=2)
+    assert custom.flow_parameters.iterations == 50
 
 
 def test_default_preset_is_quality():

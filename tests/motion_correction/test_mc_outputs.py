@@ -104,7 +104,11 @@ def test_status_json_is_complete(hdf5_run):
     assert status["n_frames"] == T
     assert status["frame_shape"] == [H, W]
     assert status["n_channels"] == 1
-    assert status["reference"]["n_frames"] == min(T, 450)
+    # The default window holds all T frames here; at most reference_max_frames of them are used.
+    assert status["reference"]["n_frames"] == min(T, 100)
+    assert status["temporal_filter"]["enabled"] is True
+    assert sum(status["temporal_filter"]["frames_per_window"]) == T
+    assert status["temporal_filter"]["flow_noise_px"] >= 0
 
 
 def test_output_dtype_same_keeps_uint16(movie, hdf5_run, tmp_path):

@@ -89,3 +89,12 @@ def test_build_reference_with_explicit_frames_averages_those_frames(tmp_path):
     np.testing.assert_array_equal(reference.frame_indices, [2, 5, 11])
     # The chosen frames are identical, so the reference must be that frame (no zero frames).
     np.testing.assert_allclose(reference.image[..., 0], frames[2], atol=1e-3)
+
+
+def test_reference_uses_at_most_max_frames_evenly_spread(tmp_path):
+    from pyflowreg.motion_correction.reference import evenly_spaced
+
+    picked = evenly_spaced(np.arange(50, 500), 100)
+    assert picked.size == 100 and picked[0] == 50 and picked[-1] == 499
+    assert np.unique(np.diff(picked)).size <= 2  # even spacing, up to rounding
+    np.testing.assert_array_equal(evenly_spaced(np.arange(7), 100), np.arange(7))

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_SCALES = (0.0, 1.0, 2.0, 3.0)  # Gaussian window sigmas (frames); 0 keeps the frame
-DEFAULT_GAMMA = 2.0  # ICI threshold in standard deviations
+DEFAULT_SCALES = (0.0, 1.0, 2.0, 3.0, 4.5, 6.0)  # Gaussian window sigmas (frames); 0: the frame
+DEFAULT_GAMMA = 2.5  # ICI threshold in standard deviations
 SUMMARY_BLOCKS = 4  # the non-rigid part is summarised by its means over 4 x 4 blocks
 TRUNCATE = 3.0  # window half-width in sigmas
 MAD_TO_STD = 1.4826
@@ -135,37 +135,73 @@ def choose_windows(
     return np.asarray(chosen, dtype=int)
 
 
-def nonrigid_noise(summaries: np.ndarray) -> np.ndarray:
-    """:func:`summary_noise` with the rigid components zeroed, so only the non-rigid part
-    decides the window.
+def split_noise(summaries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Noise vectors that decide the non-rigid and the rigid windows, each (D,).
 
-    The rigid part is left alone on purpose: the rigid shift of a frame is estimated from every
-    pixel and is already precise, while sharp rigid jumps (jitter, an animal's twitch) are
-    common and, frame to frame, look exactly like noise to a temporal statistic.
+    The non-rigid window is judged by the block means' own noise (:func:`summary_noise`), the
+    rigid one by what that noise implies for the average of all blocks, ``mean / blocks``
+    (independent blocks). The rigid part's own temporal statistic is not used on purpose:
+    sharp rigid jumps (jitter, a twitch) are common and, frame to frame, look exactly like
+    noise to it; judged against the much smaller implied noise they keep their own frame.
     """
     noise = summary_noise(summaries)
-    noise[:2] = 0.0
-    return noise
+    nonrigid = noise.copy()
+    nonrigid[:2] = 0.0
+    rigid = np.zeros_like(noise)
+    n_blocks = (noise.size - 2) // 2
+    if n_blocks:
+        rigid[:2] = noise[2:].mean() / np.sqrt(n_blocks)
+    return nonrigid, rigid
 
 
-def filter_frame(flows, t: int, sigma: float) -> np.ndarray:
-    """Field ``t`` of ``flows`` (N, H, W, 2) with its non-rigid part averaged over time.
+def filter_frame(flows, t: int, sigma: float, rigid=None, rigid_sigma: float = 0.0):
+    """Field ``t`` of ``flows`` (N, H, W, 2) averaged over time, rigid and non-rigid apart.
 
-    The rigid part (spatial mean) of frame ``t`` is kept; the non-rigid parts of the
-    neighbouring frames are averaged with a Gaussian window of ``sigma`` frames, renormalised
-    where it runs past either end of the sequence.
+    The non-rigid parts of the neighbouring frames are averaged with a Gaussian window of
+    ``sigma`` frames, the rigid parts (spatial means) with one of ``rigid_sigma`` frames (0
+    keeps frame ``t``'s own); windows are renormalised where they run past either end of the
+    sequence. ``rigid`` (N, 2), the frames' spatial mean flows, saves recomputing them (e.g.
+    ``summaries[:, :2]`` of :func:`flow_summary`). Returns (H, W, 2) float32.
     """
     n = len(flows)
     k = _kernel(sigma, np.arange(n) - t)
     support = np.flatnonzero(k)
-    if support.size == 1:
+    if support.size == 1 and rigid_sigma <= 0:
         return np.asarray(flows[t], dtype=np.float32)
-    out = np.zeros(np.shape(flows[t]), dtype=np.float64)
-    for s in support:
-        out += k[s] * (flows[s] - flows[s].mean(axis=(0, 1), dtype=np.float64))
-    out /= k[support].sum()
-    out += flows[t].mean(axis=(0, 1), dtype=np.float64)
-    return out.astype(np.float32)
+    if rigid is None:
+        rigid = np.stack([np.asarray(w, np.float64).mean(axis=(0, 1)) for w in flows])
+    rigid = np.asarray(rigid, dtype=np.float64)
+    k_rigid = _kernel(rigid_sigma, np.arange(n) - t)
+    target = k_rigid @ rigid / k_rigid.sum()
+    k = k[support] / k[support].sum()
+    # sum_s k_s (w_s - r_s) + target: the weighted mean field moved to the chosen rigid part.
+    out = np.multiply(flows[support[0]], np.float32(k[0]), dtype=np.float32)
+    for weight, s in zip(k[1:], support[1:], strict=True):
+        out += np.float32(weight) * np.asarray(flows[s], dtype=np.float32)
+    out += (target - k @ rigid[support]).astype(np.float32)
+    return out
+
+
+def filter_sequence(flows, summaries, frames, *, scales=DEFAULT_SCALES,
+                    gamma: float = DEFAULT_GAMMA, map_fn=map):
+    """Filter positions ``frames`` of ``flows`` (N, H, W, 2) given their summaries (N, D).
+
+    Returns the filtered fields (list of (H, W, 2) float32) and the chosen non-rigid and rigid
+    window indices into ``scales``. ``map_fn`` may spread the frames over threads.
+    """
+    frames = list(frames)
+    nonrigid_noise, rigid_noise = split_noise(summaries)
+    windows = choose_windows(summaries, nonrigid_noise, scales=scales, gamma=gamma,
+                             frames=frames)
+    rigid_windows = choose_windows(summaries, rigid_noise, scales=scales, gamma=gamma,
+                                   frames=frames)
+    sigmas = np.asarray(scales, dtype=np.float64)
+    rigid = summaries[:, :2]
+    filtered = list(map_fn(
+        lambda item: filter_frame(flows, item[0], sigmas[item[1]], rigid, sigmas[item[2]]),
+        list(zip(frames, windows, rigid_windows, strict=True)),
+    ))
+    return filtered, windows, rigid_windows
 
 
 def adaptive_temporal_filter(
@@ -173,12 +209,11 @@ def adaptive_temporal_filter(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Filter a whole (T, H, W, 2) flow sequence in memory.
 
-    Returns the filtered flows (T, H, W, 2) float32 and the window sigma chosen per frame (T,),
-    in frames. Stage 1 applies the same rule chunk by chunk, deciding each frame from its
-    neighbours within the chunk and the window's reach.
+    Returns the filtered flows (T, H, W, 2) float32 and the non-rigid window sigma chosen per
+    frame (T,), in frames. Stage 1 applies the same rule chunk by chunk, deciding each frame
+    from its neighbours within the chunk and the window's reach.
     """
     summaries = np.stack([flow_summary(w) for w in flows])
-    windows = choose_windows(summaries, nonrigid_noise(summaries), scales=scales, gamma=gamma)
-    sigmas = np.asarray(scales, dtype=np.float64)[windows]
-    filtered = np.stack([filter_frame(flows, t, s) for t, s in enumerate(sigmas)])
-    return filtered, sigmas
+    filtered, windows, _ = filter_sequence(flows, summaries, range(len(flows)), scales=scales,
+                                           gamma=gamma)
+    return np.stack(filtered), np.asarray(scales, dtype=np.float64)[windows]

@@ -231,6 +231,7 @@ class _FlowSequence:
         self.reach = temporal.window_radius() if options.temporal_filter else 0
         self.raw, self.flows, self.summaries = {}, {}, {}
         self.next_frame = 0
+        self.noise_px = []  # per chunk: median noise of the non-rigid summary components
         self.uv = None
         self.batch_flow_sum = None
 
@@ -265,14 +266,9 @@ class _FlowSequence:
         flows = [self.flows[t] for t in span]
         if self.reach:
             summaries = np.stack([self.summaries[t] for t in span])
-            windows = temporal.choose_windows(
-                summaries, temporal.nonrigid_noise(summaries),
-                frames=range(t0 - lo, t1 - lo),
-            )
-            sigmas = np.asarray(temporal.DEFAULT_SCALES)[windows]
-            filtered = self.pool.map(
-                lambda item: temporal.filter_frame(flows, *item),
-                list(zip(range(t0 - lo, t1 - lo), sigmas, strict=True)),
+            self.noise_px.append(float(np.median(temporal.summary_noise(summaries)[2:])))
+            filtered, windows, _ = temporal.filter_sequence(
+                flows, summaries, range(t0 - lo, t1 - lo), map_fn=self.pool.map
             )
         else:
             windows = np.zeros(t1 - t0, dtype=int)
@@ -370,6 +366,9 @@ def _correct(
             "recentring_px": reference.offsets_px,
         },
         "temporal_filter": {
+            "enabled": options.temporal_filter,
+            "flow_noise_px": round(float(np.median(flows.noise_px)), 4) if flows.noise_px
+            else None,
             "window_sigmas_frames": list(temporal.DEFAULT_SCALES),
             "frames_per_window": window_counts.tolist(),
         },

@@ -14,6 +14,7 @@ Frames are streamed in chunks, so memory does not grow with the number of refere
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,7 @@ from pyflowreg.motion_correction.preprocess import (
 )
 
 REFERENCE_WINDOW_FRAMES = 450  # length of the default window 50..499
+COARSE_FIRST_PASS_LEVELS = 2  # the first pass stops this many pyramid levels above the preset's
 
 
 def reference_frame_indices(n_frames: int, reference_frames) -> np.ndarray:
@@ -51,6 +53,14 @@ def reference_frame_indices(n_frames: int, reference_frames) -> np.ndarray:
             f"reference_frames {frames} name frames beyond the recording's {n_frames} frames"
         )
     return indices
+
+
+def evenly_spaced(indices: np.ndarray, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` of the sorted ``indices``, evenly spaced, first and last kept."""
+    if indices.size <= max_frames:
+        return indices
+    picks = np.unique(np.round(np.linspace(0, indices.size - 1, max_frames)).astype(int))
+    return indices[picks]
 
 
 def contiguous_runs(indices: np.ndarray, max_len: int) -> list[tuple[int, int]]:
@@ -101,7 +111,9 @@ def build_reference(reader, options: OFOptions, *, log=None, pool=None) -> Refer
     n_frames = reader.n_frames
     pool = pool or FramePool(1)
     sigma = options.channel_sigma(reader.n_channels)
-    indices = reference_frame_indices(n_frames, options.reference_frames)
+    indices = evenly_spaced(
+        reference_frame_indices(n_frames, options.reference_frames), options.reference_max_frames
+    )
     runs = contiguous_runs(indices, options.chunk_frames)
     radius = temporal_radius(sigma)
 
@@ -116,9 +128,13 @@ def build_reference(reader, options: OFOptions, *, log=None, pool=None) -> Refer
     if n_frames < 2 or indices.size < 2:
         return reference
 
+    params = options.flow_parameters
+    # The first pass only has to find the frames' rough geometry, so it stops at a coarser
+    # level; later passes refine at the preset's own.
+    coarse = dataclasses.replace(params, min_level=params.min_level + COARSE_FIRST_PASS_LEVELS)
     for n_pass in range(1, options.reference_passes + 1):
         estimator = FlowEstimator(
-            reference.filtered(sigma), options.flow_parameters, weight=options.weight
+            reference.filtered(sigma), coarse if n_pass == 1 else params, weight=options.weight
         )
         registered_sum = np.zeros_like(mean, dtype=np.float64)
         flow_sum = np.zeros((*reader.frame_shape, 2), dtype=np.float64)
