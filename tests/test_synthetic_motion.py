@@ -145,7 +145,7 @@ def test_motion_is_zero_mean_and_local_field_bounded():
     local = rec.motion.local
     yy, xx = np.mgrid[:96, :96].astype(float)
     norms = np.array([np.hypot(*local.at(t, xx, yy)) for t in range(40)])
-    assert norms.max() <= 3.0 + 1e-6 and norms.mean() > 0.3
+    assert norms.max() <= 3.0 * 1.01 and norms.mean() > 0.3
     assert np.abs(rec.motion.rigid[:-1].mean(0)).max() < 1e-9
     smooth = make_benchmark_recording("smooth", photons_per_unit=None, height=64, width=64,
                                       n_frames=30, seed=5)

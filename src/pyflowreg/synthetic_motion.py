@@ -163,7 +163,8 @@ def local_field(
     n_times : int
         Number of integer time samples (frames + 1).
     peak : float
-        Largest displacement norm over space and time (px).
+        Largest displacement norm over space and time (px; measured on a 2-px grid, so it
+        may be exceeded by a hair between grid points).
     feature_sigma : float
         Spatial Gaussian sigma (px) of the noise. The field's autocorrelation then has a full
         width at half maximum of 3.3 x sigma: 20 px for the default, i.e. blobs of 15-30 px.
