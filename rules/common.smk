@@ -17,6 +17,11 @@ from pyflowreg.session.stage2_between_avgs import stage2_params  # noqa: E402
 from pyflowreg.session.stage3_valid_mask import ALIGNED_SUFFIX  # noqa: E402
 
 SESSION = SessionConfig.from_dict(dict(config), source="workflow config")
+if SESSION.scheduler == "array":
+    raise WorkflowError(
+        "config: scheduler 'array' is for array jobs of pyflowreg-session or run_stage1; "
+        "Snakemake submits one job per recording itself (use a profile, e.g. --profile slurm)"
+    )
 DEMO_MARKER = SESSION.root_path / ".flowreg_demo"
 
 

@@ -29,7 +29,7 @@ align_chunk_size = 16
 align_output_format = "HDF5"
 
 [backend_params]
-device = "cpu"
+numba_threads = 1
 
 [flow_options]
 alpha = 2.0
@@ -54,7 +54,7 @@ n_workers: 2
 align_chunk_size: 16
 align_output_format: HDF5
 backend_params:
-  device: cpu
+  numba_threads: 1
 flow_options:
   alpha: 2.0
   buffer_size: 50
@@ -65,7 +65,7 @@ EXPECTED = {
     "final_results": "final", "resume": False, "scheduler": "array", "flow_backend": "flowreg",
     "cc_upsample": 8, "sigma_smooth": 5.0, "alpha_between": 20.0, "iterations_between": 50,
     "quality_setting": "fast", "n_workers": 2, "align_chunk_size": 16,
-    "align_output_format": "HDF5", "backend_params": {"device": "cpu"},
+    "align_output_format": "HDF5", "backend_params": {"numba_threads": 1},
     "flow_options": {"alpha": 2.0, "buffer_size": 50},
 }
 

@@ -35,6 +35,7 @@ from pyflowreg.core.rigid import estimate_rigid_shift, rigid_flow
 from pyflowreg.core.warping import backward_valid_mask, warp_image
 from pyflowreg.io import atomic_output, atomic_save_npz
 from pyflowreg.motion_correction.compensate import AVERAGE_FILE, STATUS_FILE
+from pyflowreg.session.backend import with_backend_threads
 from pyflowreg.session.config import SessionConfig
 
 W_FILE = "w_to_reference.npz"
@@ -244,6 +245,7 @@ def align_to_center(
     return w
 
 
+@with_backend_threads
 def run_stage2(config: SessionConfig) -> tuple[int, Path, list[np.ndarray]]:
     """Align every recording's temporal average to the center recording's.
 
