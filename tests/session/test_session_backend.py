@@ -7,8 +7,8 @@ import pytest
 
 from pyflowreg.session import ConfigError, SessionConfig
 from pyflowreg.session import stage2_between_avgs as stage2
-from pyflowreg.session.stage1_compensate import run_stage1
 from pyflowreg.session.config import ARRAY_TASK_VARIABLES
+from pyflowreg.session.stage1_compensate import run_stage1
 from pyflowreg.session.stage2_between_avgs import run_stage2
 
 FAST = {"quality_setting": "fast", "n_workers": 2}

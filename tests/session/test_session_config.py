@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pyflowreg.session import ConfigError, SessionConfig, get_array_task_id
-from pyflowreg.session.config import ARRAY_TASK_VARIABLES
+from pyflowreg.session.config import ARRAY_TASK_VARIABLES, session_schema
 
 TOML = """
 root = "{root}"
@@ -27,6 +27,15 @@ quality_setting = "fast"
 n_workers = 2
 align_chunk_size = 16
 align_output_format = "HDF5"
+recordings = ["rec_00.tif", "rec_02.tif"]
+
+[demo]
+enabled = false
+n_recordings = 2
+height = 32
+width = 40
+frames = 6
+seed = 3
 
 [backend_params]
 numba_threads = 1
@@ -53,6 +62,14 @@ quality_setting: fast
 n_workers: 2
 align_chunk_size: 16
 align_output_format: HDF5
+recordings: [rec_00.tif, rec_02.tif]
+demo:
+  enabled: false
+  n_recordings: 2
+  height: 32
+  width: 40
+  frames: 6
+  seed: 3
 backend_params:
   numba_threads: 1
 flow_options:
@@ -67,6 +84,9 @@ EXPECTED = {
     "quality_setting": "fast", "n_workers": 2, "align_chunk_size": 16,
     "align_output_format": "HDF5", "backend_params": {"numba_threads": 1},
     "flow_options": {"alpha": 2.0, "buffer_size": 50},
+    "recordings": ["rec_00.tif", "rec_02.tif"],
+    "demo": {"enabled": False, "n_recordings": 2, "height": 32, "width": 40, "frames": 6,
+             "seed": 3},
 }
 
 
@@ -78,6 +98,8 @@ def _touch(folder: Path, names) -> Path:
 
 
 def _check_loaded(config: SessionConfig, root: Path) -> None:
+    # "every key": the files above set each key of the schema to a non-default value.
+    assert set(EXPECTED) | {"root"} == set(session_schema()["properties"])
     assert Path(config.root) == root
     for key, value in EXPECTED.items():
         assert getattr(config, key) == value, key
