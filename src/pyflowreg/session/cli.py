@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> None:
         folder = run_stage1_array(config)
         print(f"stage 1 done: {folder}")
         if args.stage is None:
-            print(f"scheduler = 'array': run '{Path(args.config).name} --stage 2' and "
-                  "'--stage 3' once every array task has finished")
+            print(f"scheduler = 'array': run 'pyflowreg-session {Path(args.config).name} "
+                  "--stage 2' and '--stage 3' once every array task has finished")
         return
     stages = (args.stage,) if args.stage else (1, 2, 3)
     if 1 in stages:
