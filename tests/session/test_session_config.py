@@ -156,6 +156,10 @@ def test_minimal_config_takes_the_documented_defaults(tmp_path):
     assert config.alpha_between == 25.0
     assert config.iterations_between == 100
     assert config.align_output_format == "TIFF"
+    # ... and every other key: the documented default is the schema's (config/README.md table)
+    for key, spec in session_schema()["properties"].items():
+        if key != "root":
+            assert getattr(config, key) == spec["default"], key
 
 
 def test_to_dict_round_trips(tmp_path):
