@@ -2,7 +2,7 @@
 
 * HDF5 recordings of uneven length (8 and 11 frames), a session of two, aligned videos as HDF5;
 * one ``.npy`` recording (a session of one: it is its own center);
-* two-channel TIFF recordings registered on channel 1 (``weight: [1, 0]``): every output keeps
+* two two-channel TIFF recordings registered on channel 1 (``weight: [1, 0]``): every output keeps
   both channels.
 
 Each test is one real ``snakemake`` run on a tiny session (48 x 48 px).
@@ -91,13 +91,15 @@ def test_npy_session_of_one_recording(tmp_path, snakemake, wf):
 def test_two_channel_tiff_session_keeps_both_channels(tmp_path, snakemake, wf):
     workdir = tmp_path / "wd"
     data = workdir / wf.ROOT
-    session = make_session(3, H, W, 8, n_channels=2, between_rigid_amplitude=3.0,
+    session = make_session(2, H, W, 8, n_channels=2, between_rigid_amplitude=3.0,
                            between_nonrigid_amplitude=1.0, rigid_amplitude=1.0,
                            nonrigid_amplitude=0.5, seed=23)
     write_session(session, data, ground_truth_flows=False)
     (data / "ground_truth.npz").unlink()
     wf.write_config(workdir, flow_options={"weight": [1, 0]})
     snakemake.ok(workdir)
-    _check_session(workdir, wf, ["rec_00", "rec_01", "rec_02"], [8, 8, 8], n_channels=2)
-    info = json.loads((wf.stage1_dir(workdir, "rec_00") / "w_to_reference.json").read_text())
-    assert info["provenance"]["params"]["weight"] == [1.0, 0.0]  # Stage 2 used the weights
+    _check_session(workdir, wf, ["rec_00", "rec_01"], [8, 8], n_channels=2)
+    # rec_01 is the non-center recording of two: its Stage 2 field was driven by channel 1.
+    info = json.loads((wf.stage1_dir(workdir, "rec_01") / "w_to_reference.json").read_text())
+    assert info["provenance"]["params"]["weight"] == [1.0, 0.0]
+    assert info["kept"] != "center"
