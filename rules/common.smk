@@ -13,9 +13,15 @@ if SRC.is_dir():
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".numba_cache").resolve()))
 
 from pyflowreg.session.config import SessionConfig  # noqa: E402
+from pyflowreg.session.stage2_between_avgs import stage2_params  # noqa: E402
 from pyflowreg.session.stage3_valid_mask import ALIGNED_SUFFIX  # noqa: E402
 
 SESSION = SessionConfig.from_dict(dict(config), source="workflow config")
+if SESSION.scheduler == "array":
+    raise WorkflowError(
+        "config: scheduler 'array' is for array jobs of pyflowreg-session or run_stage1; "
+        "Snakemake submits one job per recording itself (use a profile, e.g. --profile slurm)"
+    )
 DEMO_MARKER = SESSION.root_path / ".flowreg_demo"
 
 
@@ -63,12 +69,7 @@ FINAL = SESSION.final_results_path
 LOGS = Path("logs")
 BENCH = Path("benchmarks_snakemake")
 VIDEO_SUFFIX = ALIGNED_SUFFIX[SESSION.align_output_format]
-STAGE2_PARAMS = {
-    "sigma_smooth": SESSION.sigma_smooth,
-    "cc_upsample": SESSION.cc_upsample,
-    "alpha_between": SESSION.alpha_between,
-    "iterations_between": SESSION.iterations_between,
-}
+STAGE2_PARAMS = stage2_params(SESSION)
 
 
 wildcard_constraints:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pyflowreg.session import ConfigError, SessionConfig, get_array_task_id
-from pyflowreg.session.config import ARRAY_TASK_VARIABLES
+from pyflowreg.session.config import ARRAY_TASK_VARIABLES, session_schema
 
 TOML = """
 root = "{root}"
@@ -27,9 +27,18 @@ quality_setting = "fast"
 n_workers = 2
 align_chunk_size = 16
 align_output_format = "HDF5"
+recordings = ["rec_00.tif", "rec_02.tif"]
+
+[demo]
+enabled = false
+n_recordings = 2
+height = 32
+width = 40
+frames = 6
+seed = 3
 
 [backend_params]
-device = "cpu"
+numba_threads = 1
 
 [flow_options]
 alpha = 2.0
@@ -53,8 +62,16 @@ quality_setting: fast
 n_workers: 2
 align_chunk_size: 16
 align_output_format: HDF5
+recordings: [rec_00.tif, rec_02.tif]
+demo:
+  enabled: false
+  n_recordings: 2
+  height: 32
+  width: 40
+  frames: 6
+  seed: 3
 backend_params:
-  device: cpu
+  numba_threads: 1
 flow_options:
   alpha: 2.0
   buffer_size: 50
@@ -65,8 +82,11 @@ EXPECTED = {
     "final_results": "final", "resume": False, "scheduler": "array", "flow_backend": "flowreg",
     "cc_upsample": 8, "sigma_smooth": 5.0, "alpha_between": 20.0, "iterations_between": 50,
     "quality_setting": "fast", "n_workers": 2, "align_chunk_size": 16,
-    "align_output_format": "HDF5", "backend_params": {"device": "cpu"},
+    "align_output_format": "HDF5", "backend_params": {"numba_threads": 1},
     "flow_options": {"alpha": 2.0, "buffer_size": 50},
+    "recordings": ["rec_00.tif", "rec_02.tif"],
+    "demo": {"enabled": False, "n_recordings": 2, "height": 32, "width": 40, "frames": 6,
+             "seed": 3},
 }
 
 
@@ -78,6 +98,8 @@ def _touch(folder: Path, names) -> Path:
 
 
 def _check_loaded(config: SessionConfig, root: Path) -> None:
+    # "every key": the files above set each key of the schema to a non-default value.
+    assert set(EXPECTED) | {"root"} == set(session_schema()["properties"])
     assert Path(config.root) == root
     for key, value in EXPECTED.items():
         assert getattr(config, key) == value, key
@@ -134,6 +156,10 @@ def test_minimal_config_takes_the_documented_defaults(tmp_path):
     assert config.alpha_between == 25.0
     assert config.iterations_between == 100
     assert config.align_output_format == "TIFF"
+    # ... and every other key: the documented default is the schema's (config/README.md table)
+    for key, spec in session_schema()["properties"].items():
+        if key != "root":
+            assert getattr(config, key) == spec["default"], key
 
 
 def test_to_dict_round_trips(tmp_path):

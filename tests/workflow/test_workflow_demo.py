@@ -47,11 +47,14 @@ def test_demo_full_run_writes_every_output(demo_run, wf):
             *(final / f"final_valid_idx.{ext}" for ext in ("png", "npz", "mat")),
             *(final / f"aligned_{wf.rec_name(i)}.tif" for i in range(N_DEMO)),
             *(final / f"{wf.rec_name(i)}_valid_idx.png" for i in range(N_DEMO)),
+            *(final / f"{wf.rec_name(i)}_valid_idx_aligned.png" for i in range(N_DEMO)),
             *(
                 root / "compensated_outputs" / wf.rec_name(i) / name
                 for i in range(N_DEMO)
+                # every per-recording file of the README's Outputs table (w.hdf5 is opt-in)
                 for name in ("compensated.hdf5", "idx.hdf", "temporal_average.npy",
-                             "w_to_reference.npz")
+                             "reference.npy", "status.json", "w_to_reference.npz",
+                             "w_to_reference.json")
             ),
         ]
         if not p.is_file() or p.stat().st_size == 0

@@ -8,7 +8,6 @@ output goes to a temporary file that is renamed into place only when complete, a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ from pyflowreg.io import (
     open_movie,
     open_movie_writer,
 )
+from pyflowreg.io.fingerprint import fingerprint_matches, input_fingerprint, start_hashing
 from pyflowreg.motion_correction.options import OFOptions
 from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.preprocess import temporal_radius
@@ -57,40 +57,19 @@ def compensated_path(folder: Path, output_format: str = "HDF5") -> Path:
     return Path(folder) / f"{COMPENSATED_STEM}{OUTPUT_SUFFIX[output_format]}"
 
 
-FINGERPRINT_BLOCK = 4 << 20  # bytes hashed at the start, middle and end of the input
-
-
-def input_fingerprint(path: Path) -> dict:
-    """Name, size and a hash of three 4 MiB blocks of the input, to notice a changed recording.
-
-    Independent of the folder and of modification times, so a session moved or copied to
-    another disk resumes instead of starting over; any rewrite of the movie changes the hash.
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for offset in sorted({0, max(0, size // 2 - FINGERPRINT_BLOCK // 2),
-                              max(0, size - FINGERPRINT_BLOCK)}):
-            f.seek(offset)
-            digest.update(f.read(FINGERPRINT_BLOCK))
-    return {"name": path.name, "size": size, "sample_sha1": digest.hexdigest()}
-
-
 def is_complete(folder: Path, input_file: Path, options: OFOptions) -> bool:
     """True when ``folder`` holds a finished, verified correction of ``input_file``.
 
-    Checks the status file, that the input has not changed since, that the options match and
-    that every output exists with the input's frame count.
+    Checks the status file, that the options match, that every output exists with the input's
+    frame count and that the input has not changed since (see
+    :func:`pyflowreg.io.fingerprint.fingerprint_matches`).
     """
     folder = Path(folder)
     try:
         status = json.loads((folder / STATUS_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    if not status.get("complete") or status.get("input") != input_fingerprint(input_file):
-        return False
-    if status.get("options") != _comparable_options(options):
+    if not status.get("complete") or status.get("options") != _comparable_options(options):
         return False
     n_frames = status.get("n_frames")
     outputs = [compensated_path(folder, options.output_format)]
@@ -100,7 +79,22 @@ def is_complete(folder: Path, input_file: Path, options: OFOptions) -> bool:
         outputs.append(folder / W_FILE)
     if any(completed_frame_count(p) != n_frames for p in outputs):
         return False
-    return (folder / AVERAGE_FILE).is_file()
+    # Last: when the input's modification time changed this reads the whole file.
+    if not (folder / AVERAGE_FILE).is_file():
+        return False
+    return fingerprint_matches(status.get("input"), input_file)
+
+
+def _refresh_input_stat(folder: Path, input_file: Path) -> None:
+    # A moved or copied session matched by its hash: record the new modification time, so the
+    # next check is a stat again instead of another full read.
+    status_file = folder / STATUS_FILE
+    status = json.loads(status_file.read_text())
+    mtime_ns = input_file.stat().st_mtime_ns
+    if status["input"].get("mtime_ns") != mtime_ns:
+        status["input"]["mtime_ns"] = mtime_ns
+        with atomic_output(status_file) as tmp:
+            Path(tmp).write_text(json.dumps(status, indent=2))
 
 
 def _comparable_options(options: OFOptions) -> dict:
@@ -187,12 +181,15 @@ def compensate_recording(
     try:
         if resume and is_complete(folder, input_file, options):
             log(f"{input_file.name}: complete result found in {folder}, skipping")
+            _refresh_input_stat(folder, input_file)
             return folder
         folder.mkdir(parents=True, exist_ok=True)
         # Leftovers of a killed run are as large as the outputs; their writers are gone.
         cleanup_stale_temporaries(folder)
         # A stale status from an earlier run must not vouch for the files we are replacing.
         (folder / STATUS_FILE).unlink(missing_ok=True)
+        # The exact fingerprint for status.json: the whole file, hashed while we correct it.
+        start_hashing(input_file)
         # Frames are split across worker threads, each running numba on one thread.
         threads = available_cpus() if options.n_workers is None else options.n_workers
         caller_threads = numba.get_num_threads()

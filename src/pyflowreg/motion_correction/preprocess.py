@@ -22,11 +22,16 @@ class Normalization:
     scale: np.ndarray  # (C,) float32
 
     @classmethod
-    def from_image(cls, image: np.ndarray, mode: str = "joint") -> Normalization:
-        """Constants that map ``image`` (H, W, C) onto [0, 1], jointly or per channel."""
+    def from_image(cls, image: np.ndarray, mode: str = "joint", weight=None) -> Normalization:
+        """Constants that map ``image`` (H, W, C) onto [0, 1], jointly or per channel.
+
+        With channel ``weight`` given, the joint range is taken over the channels of positive
+        weight only: a channel that takes no part in the registration must not change it.
+        """
         if mode == "joint":
-            lo = np.full(image.shape[2], image.min())
-            hi = np.full(image.shape[2], image.max())
+            used = np.ones(image.shape[2], bool) if weight is None else np.asarray(weight) > 0
+            lo = np.full(image.shape[2], image[..., used].min())
+            hi = np.full(image.shape[2], image[..., used].max())
         else:
             lo = image.min(axis=(0, 1))
             hi = image.max(axis=(0, 1))

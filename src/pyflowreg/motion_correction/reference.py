@@ -122,7 +122,7 @@ def build_reference(reader, options: OFOptions, *, log=None, pool=None) -> Refer
         mean += np.asarray(reader.read(t0, t1), dtype=np.float64).sum(axis=0)
     mean = (mean / indices.size).astype(np.float32)
     norm = Normalization.from_image(
-        prefilter_image(mean, sigma), options.channel_normalization
+        prefilter_image(mean, sigma), options.channel_normalization, weight=options.weight
     )
     reference = Reference(mean, norm, indices)
     if n_frames < 2 or indices.size < 2:

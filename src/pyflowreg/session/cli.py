@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pyflowreg.session.config import SessionConfig
 
@@ -48,6 +49,14 @@ def run(args: argparse.Namespace) -> None:
             raise ValueError("--array-job runs stage 1 only; drop --stage or use --stage 1")
         folder = run_stage1_array(config)
         print(f"stage 1 done: {folder}")
+        return
+    if config.scheduler == "array" and args.stage in (None, 1):
+        # An array task corrects its recording; the session stages wait for every task.
+        folder = run_stage1_array(config)
+        print(f"stage 1 done: {folder}")
+        if args.stage is None:
+            print(f"scheduler = 'array': run 'pyflowreg-session {Path(args.config).name} "
+                  "--stage 2' and '--stage 3' once every array task has finished")
         return
     stages = (args.stage,) if args.stage else (1, 2, 3)
     if 1 in stages:

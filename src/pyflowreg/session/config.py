@@ -22,6 +22,7 @@ import yaml
 
 from pyflowreg.io import READER_SUFFIXES, is_temporary_path
 from pyflowreg.motion_correction.options import OFOptions
+from pyflowreg.session.backend import check_backend_params, stage1_workers
 
 SCHEMA_FILE = "session_config.schema.json"
 ARRAY_TASK_VARIABLES = ("SLURM_ARRAY_TASK_ID", "SGE_TASK_ID", "PBS_ARRAY_INDEX", "PBS_ARRAYID")
@@ -83,8 +84,12 @@ class SessionConfig:
     resume : bool, default True
         Skip work whose verified outputs exist.
     scheduler : {"local", "array"}, default "local"
+        "array": :func:`~pyflowreg.session.stage1_compensate.run_stage1` (and the CLI) correct
+        only the recording of this array task, as ``run_stage1_array`` / ``--array-job`` do.
     flow_backend : {"flowreg"}, default "flowreg"
     backend_params : dict, default {}
+        Backend settings; for "flowreg" ``n_workers`` and ``numba_threads`` (see
+        :mod:`pyflowreg.session.backend`). Unknown entries are errors.
     cc_upsample : int, default 4
         Stage 2 phase-correlation upsampling (precision 1 / cc_upsample px).
     sigma_smooth : float, default 6.0
@@ -135,6 +140,9 @@ class SessionConfig:
         """Check every field against the schema and the Stage 1 options; raise ConfigError."""
         values = self.to_dict()
         validate_config_dict(values, source)
+        conflict = check_backend_params(self)
+        if conflict:
+            raise ConfigError(f"{source}: key 'backend_params': {conflict}")
         self.align_output_format = self.align_output_format.upper()
         try:
             options = self.stage1_options()
@@ -274,7 +282,7 @@ class SessionConfig:
 
     def stage1_options(self) -> OFOptions:
         """Stage 1 options: quality_setting and n_workers, overridden by ``flow_options``."""
-        values = {"quality_setting": self.quality_setting, "n_workers": self.n_workers}
+        values = {"quality_setting": self.quality_setting, "n_workers": stage1_workers(self)}
         values.update(self.flow_options or {})
         return OFOptions.from_dict(values)
 

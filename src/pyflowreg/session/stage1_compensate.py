@@ -75,9 +75,13 @@ def run_stage1(config: SessionConfig, *, log=_stderr) -> list[Path]:
     """Motion-correct every recording of the session in this process.
 
     Returns the output folders in recording order. Recordings with complete, verified outputs
-    are skipped when ``config.resume`` is true.
+    are skipped when ``config.resume`` is true. With ``config.scheduler == "array"`` only the
+    recording of this array task is corrected (:func:`run_stage1_array`) and its folder is the
+    one returned.
     """
     config.validate()  # fields may have been assigned after construction
+    if config.scheduler == "array":
+        return [run_stage1_array(config, log=log)]
     files = config.discover_input_files()
     check_recordings(files)
     config.resolve_center(files)  # a bad center is reported before hours of Stage 1

@@ -35,6 +35,7 @@ from pyflowreg.core.rigid import estimate_rigid_shift, rigid_flow
 from pyflowreg.core.warping import backward_valid_mask, warp_image
 from pyflowreg.io import atomic_output, atomic_save_npz
 from pyflowreg.motion_correction.compensate import AVERAGE_FILE, STATUS_FILE
+from pyflowreg.session.backend import with_backend_threads
 from pyflowreg.session.config import SessionConfig
 
 W_FILE = "w_to_reference.npz"
@@ -111,6 +112,7 @@ def register_average(
     cc_upsample: int = 4,
     alpha_between: float = 25.0,
     iterations_between: int = 100,
+    weight=None,
 ) -> tuple[np.ndarray, dict]:
     """Displacement (H, W, 2) float32 registering the ``moving`` average onto ``reference``.
 
@@ -119,6 +121,9 @@ def register_average(
     reference, moving : (H, W) or (H, W, C) temporal averages of one shape.
     sigma_smooth, cc_upsample, alpha_between, iterations_between
         See :class:`~pyflowreg.session.config.SessionConfig`.
+    weight : sequence of C floats, optional
+        Channel weights as in Stage 1 (``flow_options.weight``): channels of weight 0 take no
+        part (rigid shift, flow, choice of candidate), the others weigh the flow's data term.
 
     Returns
     -------
@@ -134,13 +139,22 @@ def register_average(
         raise ValueError(
             f"averages differ in shape: reference {reference.shape}, moving {moving.shape}"
         )
+    if weight is not None:
+        weight = np.asarray(weight, dtype=np.float64)
+        if weight.shape != (reference.shape[2],):
+            raise ValueError(
+                f"weight has {weight.size} entries but the averages have {reference.shape[2]} "
+                "channel(s)"
+            )
+        used = np.flatnonzero(weight > 0)
+        reference, moving, weight = reference[..., used], moving[..., used], weight[used]
     ref_s, mov_s = _normalised_pair(reference, moving, sigma_smooth)
     u0, v0 = estimate_rigid_shift(ref_s, mov_s, upsample_factor=cc_upsample)
     w = rigid_flow(ref_s.shape[:2], u0, v0)
     candidates = {"rigid": w}
     flow_kwargs = dict(
         alpha=(alpha_between, alpha_between), iterations=iterations_between,
-        const_assumption="gc",
+        const_assumption="gc", weight=weight,
     )
     for i, sigma in enumerate(smoothing_cascade(sigma_smooth)):
         if i == 0:
@@ -169,13 +183,23 @@ def array_digest(array: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def _stage2_params(config: SessionConfig) -> dict:
-    return {
+def stage2_params(config: SessionConfig) -> dict:
+    """Keyword arguments of :func:`register_average` from the session config.
+
+    The channel weights of Stage 1 (``flow_options.weight``) drive Stage 2 as well; they are
+    included only when set, so sessions without them keep their provenance.
+    """
+    params = {
         "sigma_smooth": config.sigma_smooth,
         "cc_upsample": config.cc_upsample,
         "alpha_between": config.alpha_between,
         "iterations_between": config.iterations_between,
     }
+    weight = config.stage1_options().weight
+    if weight is not None:
+        params["weight"] = [float(x) for x in np.atleast_1d(weight)]
+    return params
+
 
 
 def align_to_center(
@@ -221,6 +245,7 @@ def align_to_center(
     return w
 
 
+@with_backend_threads
 def run_stage2(config: SessionConfig) -> tuple[int, Path, list[np.ndarray]]:
     """Align every recording's temporal average to the center recording's.
 
@@ -238,7 +263,7 @@ def run_stage2(config: SessionConfig) -> tuple[int, Path, list[np.ndarray]]:
     shapes = {p.name: a.shape for p, a in zip(files, averages, strict=True)}
     if len(set(shapes.values())) > 1:
         raise ValueError(f"temporal averages differ in shape across recordings: {shapes}")
-    params = _stage2_params(config)
+    params = stage2_params(config)
     fields = [
         align_to_center(
             averages[middle_idx], avg, config.output_folder(p), params,

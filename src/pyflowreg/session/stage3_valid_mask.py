@@ -28,6 +28,7 @@ from pyflowreg.io import (
     open_movie_writer,
 )
 from pyflowreg.motion_correction.compensate import IDX_FILE, STATUS_FILE, compensated_path
+from pyflowreg.session.backend import with_backend_threads
 from pyflowreg.session.config import SessionConfig
 from pyflowreg.session.stage2_between_avgs import (
     W_FILE,
@@ -214,6 +215,7 @@ def combine_session(
     return final
 
 
+@with_backend_threads
 def run_stage3(
     config: SessionConfig,
     middle_idx: int | None = None,
