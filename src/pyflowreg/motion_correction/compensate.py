@@ -35,6 +35,8 @@ from pyflowreg.io import (
 from pyflowreg.motion_correction.options import OFOptions
 from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.preprocess import temporal_radius
+from pyflowreg.motion_correction.progress import Progress
+from pyflowreg.motion_correction.qc import QC_FILE, RecordingQC, is_qc_complete
 from pyflowreg.motion_correction.reference import (
     build_reference,
     read_filtered,
@@ -98,6 +100,8 @@ def is_complete(folder: Path, input_file: Path, options: OFOptions) -> bool:
     if options.save_w:
         outputs.append(folder / W_FILE)
     if any(completed_frame_count(p) != n_frames for p in outputs):
+        return False
+    if options.qc and not is_qc_complete(folder):
         return False
     return (folder / AVERAGE_FILE).is_file()
 
@@ -192,6 +196,7 @@ def compensate_recording(
         cleanup_stale_temporaries(folder)
         # A stale status from an earlier run must not vouch for the files we are replacing.
         (folder / STATUS_FILE).unlink(missing_ok=True)
+        (folder / QC_FILE).unlink(missing_ok=True)
         # Frames are split across worker threads, each running numba on one thread.
         threads = available_cpus() if options.n_workers is None else options.n_workers
         caller_threads = numba.get_num_threads()
@@ -248,6 +253,9 @@ def _correct(
         average = np.zeros((height, width, n_ch), dtype=np.float64)
         batch_flow_sum = np.zeros((height, width, 2), dtype=np.float64)
         state = {"uv": None}
+        qc = RecordingQC(reference.image, reference.normalization, n_frames,
+                         flow_parameters=options.flow_parameters) if options.qc else None
+        progress = Progress(n_frames)
 
         def correct_frame(item):
             raw_frame, filtered_frame = item
@@ -260,8 +268,8 @@ def _correct(
             raw, filtered = read_filtered(reader, t0, t1, reference.normalization, sigma, radius)
             corrected = np.empty((t1 - t0, height, width, n_ch), dtype=np.float32)
             valid = np.empty((t1 - t0, height, width, 1), dtype=np.uint8)
-            flows = np.empty((t1 - t0, height, width, 2), dtype=np.float32) if options.save_w \
-                else None
+            flows = np.empty((t1 - t0, height, width, 2), dtype=np.float32) \
+                if options.save_w or qc else None
             for a, b in _batch_segments(t0, t1, options.buffer_size):
                 if a > 0 and a % options.buffer_size == 0:
                     # The mean flow of the finished batch starts the next one.
@@ -279,9 +287,11 @@ def _correct(
             writers["compensated"].write(corrected)
             if "idx" in writers:
                 writers["idx"].write(valid)
-            if flows is not None:
+            if options.save_w:
                 writers["w"].write(flows)
-            log(f"{input_file.name}: {t1}/{n_frames} frames")
+            if qc is not None:
+                qc.add_chunk(raw, corrected, flows, valid[..., 0])
+            log(f"{input_file.name}: {progress.line(t1)}")
         for writer in writers.values():
             writer.close()
     except BaseException:
@@ -294,6 +304,8 @@ def _correct(
     atomic_save_npy(
         folder / REFERENCE_FILE, reference.image[..., 0] if n_ch == 1 else reference.image
     )
+    if qc is not None:
+        qc.finish(folder, name=input_file.name, log=log)
     elapsed = time.perf_counter() - t_start
     status = {
         "complete": True,
@@ -311,6 +323,7 @@ def _correct(
         "seconds": {"reference": round(t_reference, 3), "total": round(elapsed, 3)},
         "frames_per_second": round(n_frames / elapsed, 3),
         "numba_threads": threads,
+        "qc_file": QC_FILE if qc is not None else None,
         "version": __version__,
         "python": platform.python_version(),
     }
