@@ -27,6 +27,7 @@ import json
 import math
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from pyflowreg.core.optical_flow import FlowEstimator, FlowParameters
@@ -79,10 +80,7 @@ class RecordingQC:
         self.flow_parameters = flow_parameters or FlowParameters()
         ref = normalization.apply(reference)
         self.shape = ref.shape
-        self._ref = ref.reshape(-1, ref.shape[2])  # (P, C)
-        self._ref_flat = ref.reshape(-1)
-        self._ref2 = (self._ref * self._ref).sum(axis=1)  # (P,) sum over channels
-        self._ref1 = self._ref.sum(axis=1)
+        self._ref = np.ascontiguousarray(ref, dtype=np.float32)
         height, width, n_ch = ref.shape
         self.frames = {key: np.full(self.n_frames, np.nan) for key in PER_FRAME_KEYS}
         self.raw_sum = np.zeros((height, width, n_ch))
@@ -113,40 +111,39 @@ class RecordingQC:
         if t0 + n > self.n_frames:
             raise ValueError(f"chunk of {n} frames after {t0} exceeds the {self.n_frames} frames")
         t1 = t0 + n
-        valid = np.asarray(valid).astype(bool, copy=False).reshape(n, -1)  # (T, P)
-        mask = valid.astype(np.float32)
-        n_valid = valid.sum(axis=1)
-        frames = self.frames
-        frames["valid_fraction"][t0:t1] = n_valid / valid.shape[1]
-        u, v = w[..., 0].reshape(n, -1), w[..., 1].reshape(n, -1)
-        frames["rigid_u"][t0:t1] = u.mean(axis=1)
-        frames["rigid_v"][t0:t1] = v.mean(axis=1)
-        magnitude = np.sqrt(u * u + v * v)
-        frames["mean_abs_w"][t0:t1] = magnitude.mean(axis=1)
-        frames["max_abs_w"][t0:t1] = magnitude.max(axis=1)
-        self.abs_w_sum += magnitude.sum(axis=0, dtype=np.float64).reshape(self.abs_w_sum.shape)
-        self.valid_everywhere &= valid.all(axis=0).reshape(self.valid_everywhere.shape)
-
-        # Masked Pearson correlation with the reference as matrix products over pixels.
-        n_ch = self.shape[2]
-        count = n_valid * n_ch
-        ref_sum, ref_sq = mask @ self._ref1, mask @ self._ref2
-        for key, movie in (("corr_raw", raw), ("corr_corrected", corrected)):
-            x = self.normalization.apply(movie).reshape(n, -1, n_ch)  # (T, P, C)
-            xm = x * mask[:, :, None]
-            x_sum = xm.sum(axis=(1, 2), dtype=np.float64)
-            x_sq = np.einsum("tpc,tpc->t", xm, x, dtype=np.float64)
-            x_ref = xm.reshape(n, -1) @ self._ref_flat
-            frames[key][t0:t1] = _pearson(count, x_sum, x_sq, ref_sum, ref_sq, x_ref)
-
-        self.raw_sum += raw.sum(axis=0, dtype=np.float64)
-        self.corrected_sum += corrected.sum(axis=0, dtype=np.float64)
+        valid = np.asarray(valid)
+        if valid.dtype != np.uint8:
+            valid = (valid != 0).view(np.uint8)
+        raw, corrected, w = (np.asarray(a, dtype=np.float32) for a in (raw, corrected, w))
+        sums = np.empty((n, N_SUMS))
+        frame_sums(raw, corrected, w, valid, self._ref, self.normalization.offset,
+                   self.normalization.scale, self.raw_sum, self.corrected_sum, self.abs_w_sum,
+                   sums)
+        self.valid_everywhere &= (valid != 0).all(axis=0)
+        self._store(t0, sums)
         for part, movie in (("raw", raw), ("corrected", corrected)):
             first = slice(0, max(0, min(t1, self.third) - t0))
             last = slice(max(0, self.n_frames - self.third - t0), n)
             self.third_sums[f"{part}_first"] += movie[first].sum(axis=0, dtype=np.float64)
             self.third_sums[f"{part}_last"] += movie[last].sum(axis=0, dtype=np.float64)
         self.done = t1
+
+    def _store(self, t0: int, sums: np.ndarray) -> None:
+        n_pixels = self.shape[0] * self.shape[1]
+        t1 = t0 + sums.shape[0]
+        frames = self.frames
+        count = sums[:, 0]
+        frames["valid_fraction"][t0:t1] = count / n_pixels
+        frames["rigid_u"][t0:t1] = sums[:, 1] / n_pixels
+        frames["rigid_v"][t0:t1] = sums[:, 2] / n_pixels
+        frames["mean_abs_w"][t0:t1] = sums[:, 3] / n_pixels
+        frames["max_abs_w"][t0:t1] = sums[:, 4]
+        count = count * self.shape[2]
+        ref_sum, ref_sq = sums[:, 11], sums[:, 12]
+        frames["corr_raw"][t0:t1] = _pearson(count, sums[:, 5], sums[:, 6], ref_sum, ref_sq,
+                                             sums[:, 7])
+        frames["corr_corrected"][t0:t1] = _pearson(count, sums[:, 8], sums[:, 9], ref_sum,
+                                                   ref_sq, sums[:, 10])
 
     def metrics(self) -> dict:
         """Everything ``qc.json`` holds except the figure names (all chunks must be in)."""
@@ -236,6 +233,73 @@ def is_qc_complete(folder: str | Path) -> bool:
     return metrics.get("version") == QC_VERSION and all(
         (folder / f).is_file() for f in metrics.get("figures", [None])
     )
+
+
+N_SUMS = 13
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def frame_sums(raw, corrected, w, valid, ref, offset, scale, raw_sum, corrected_sum, abs_w_sum,
+               sums):  # pragma: no cover - compiled
+    """One pass over a chunk: per-frame sums into ``sums`` (T, N_SUMS), image sums in place.
+
+    Columns of ``sums``: valid pixel count, sum u, sum v, sum |w|, max |w|; over valid pixels of
+    the normalised raw frame x: sum x, sum x^2, sum x*ref; the same for the corrected frame;
+    sum ref and sum ref^2 over the valid pixels.
+    """
+    n_frames, height, width, n_ch = raw.shape
+    # Separate, branch-free loops vectorise; one loop with everything in it runs 2.4x slower.
+    for t in range(n_frames):
+        su = sv = smag = mmax = 0.0
+        for y in range(height):
+            for x in range(width):
+                u = w[t, y, x, 0]
+                v = w[t, y, x, 1]
+                mag = math.sqrt(u * u + v * v)
+                su += u
+                sv += v
+                smag += mag
+                mmax = max(mmax, mag)
+                abs_w_sum[y, x] += mag
+        rx = rxx = rxr = cx = cxx = cxr = qs = qss = 0.0
+        for c in range(n_ch):
+            o = offset[c]
+            s = scale[c]
+            for y in range(height):
+                for x in range(width):
+                    m = 1.0 if valid[t, y, x] != 0 else 0.0
+                    r = raw[t, y, x, c]
+                    k = corrected[t, y, x, c]
+                    raw_sum[y, x, c] += r
+                    corrected_sum[y, x, c] += k
+                    rn = (r - o) * s * m
+                    kn = (k - o) * s * m
+                    q = ref[y, x, c]
+                    rx += rn
+                    rxx += rn * rn
+                    rxr += rn * q
+                    cx += kn
+                    cxx += kn * kn
+                    cxr += kn * q
+                    qs += q * m
+                    qss += q * q * m
+        count = 0.0
+        for y in range(height):
+            for x in range(width):
+                count += 1.0 if valid[t, y, x] != 0 else 0.0
+        sums[t, 0] = count
+        sums[t, 1] = su
+        sums[t, 2] = sv
+        sums[t, 3] = smag
+        sums[t, 4] = mmax
+        sums[t, 5] = rx
+        sums[t, 6] = rxx
+        sums[t, 7] = rxr
+        sums[t, 8] = cx
+        sums[t, 9] = cxx
+        sums[t, 10] = cxr
+        sums[t, 11] = qs
+        sums[t, 12] = qss
 
 
 def _pearson(count, x_sum, x_sq, ref_sum, ref_sq, x_ref) -> np.ndarray:
