@@ -21,5 +21,6 @@ def test_every_schema_key_is_in_the_default_workflow_config_or_documented():
     config = (REPO / "config" / "config.yaml").read_text()
     for key in ("root", "pattern", "center", "output_root", "final_results", "quality_setting",
                 "flow_options", "cc_upsample", "sigma_smooth", "alpha_between",
-                "iterations_between", "align_chunk_size", "align_output_format", "demo"):
+                "iterations_between", "align_chunk_size", "align_output_format",
+                "exclude_misaligned", "demo"):
         assert re.search(rf"^{key}:", config, re.M), f"config/config.yaml does not show {key}"

@@ -353,7 +353,7 @@ def _json_list(values) -> list:
 
 
 # --------------------------------------------------------------------------- figures
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -366,7 +366,7 @@ def save_figure(fig, path: Path) -> None:
     """Save a matplotlib figure as PNG under a temporary name, rename when complete."""
     with atomic_output(path, fsync=False) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def display_image(image: np.ndarray) -> np.ndarray:
@@ -385,7 +385,7 @@ def contrast_limits(*images: np.ndarray) -> tuple[float, float]:
 def plot_recording(folder: Path, title: str, metrics: dict, raw_mean: np.ndarray,
                    corrected_mean: np.ndarray, mean_abs_w: np.ndarray) -> None:
     """Draw the four per-recording figures (see ``FIGURES``) into ``folder``."""
-    plt = _pyplot()
+    plt = pyplot()
     folder = Path(folder)
     raw_img, corr_img = display_image(raw_mean), display_image(corrected_mean)
     lo, hi = contrast_limits(raw_img, corr_img)
