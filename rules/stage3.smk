@@ -45,7 +45,7 @@ rule aligned_video:
         "../scripts/aligned_video.py"
 
 
-rule session_mask:
+checkpoint session_mask:
     input:
         masks=expand(rules.recording_mask.output.mask, rec=RECORDINGS),
         aligned=expand(rules.recording_mask.output.aligned, rec=RECORDINGS),
@@ -56,6 +56,11 @@ rule session_mask:
         png=str(FINAL / "final_valid_idx.png"),
         npz=str(FINAL / "final_valid_idx.npz"),
         mat=str(FINAL / "final_valid_idx.mat"),
+        qc=str(FINAL / "qc" / "session.json"),
+        coverage=str(FINAL / "qc" / "coverage.npy"),
+        aligned_averages=session_figure("aligned_averages.png", "aligned_averages"),
+        overlays=session_figure("overlays.png", "overlays"),
+        coverage_png=session_figure("coverage.png", "coverage"),
     log:
         LOGS / "session_mask.log",
     benchmark:
@@ -68,5 +73,6 @@ rule session_mask:
         runtime=20,
     params:
         middle_idx=CENTER_INDEX,
+        exclude_misaligned=SESSION.exclude_misaligned,
     script:
         "../scripts/session_mask.py"
