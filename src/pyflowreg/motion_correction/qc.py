@@ -43,7 +43,7 @@ FIGURES = {
 }
 QC_VERSION = 1
 OUTLIER_Z = 3.5  # Iglewicz & Hoaglin's cut-off for the modified z-score
-OUTLIER_MIN_SPREAD = 0.01  # correlation units; keeps near-identical frames from being flagged
+OUTLIER_MIN_SPREAD = 0.02  # correlation units: a frame must fall >= 0.07 below the median
 MIN_CRISPNESS_PIXELS = 0.05  # below this fraction valid everywhere, crispness uses every pixel
 RESIDUAL_SIGMA = 1.0  # px, pre-filter of the third-means before the residual flow
 RESIDUAL_BORDER = 4  # px left out at the frame edge when summarising the residual flow
