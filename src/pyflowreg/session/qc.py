@@ -8,7 +8,11 @@ For every recording (by stem) :func:`assess_session` measures
   shading, keeps cells and vessels), over the pixels the warp fills from inside the recording.
   Range -1..1; 1 for the center itself; recordings of the same field of view score well above
   ``ALIGNMENT_THRESHOLD``, unrelated images near 0;
-- ``alignment_ok``: ``alignment_score >= ALIGNMENT_THRESHOLD``;
+- ``overlap_fraction``: the fraction of the center's frame that the warped recording covers;
+- ``alignment_ok``: ``alignment_score >= ALIGNMENT_THRESHOLD`` and ``overlap_fraction >=
+  MIN_OVERLAP``. The overlap condition matters: the rigid search picks, among all shifts, the one
+  whose overlap matches best, so an unrelated image can score well on a small overlap by chance;
+  recordings of one field of view overlap by far more than half the frame;
 - the rigid part of its field to the center (mean u, v) and the size of the rest (RMS and max
   of ``|w - mean w|``);
 - ``fov_cost``: the fraction of the session mask that this recording alone removes, i.e. of
@@ -45,6 +49,7 @@ FIGURES = {
 QC_VERSION = 1
 BANDPASS_SIGMAS = (1.0, 8.0)  # px: fine scale kept, coarse scale removed
 ALIGNMENT_THRESHOLD = 0.4
+MIN_OVERLAP = 0.5  # fraction of the center's frame a recording must cover to count as aligned
 MIN_SCORE_PIXELS = 64  # fewer valid pixels than this: no score (the recording is not aligned)
 SCORE_DEFINITION = (
     f"Pearson correlation of the band-pass filtered (Gaussian sigma {BANDPASS_SIGMAS[0]:g} px "
@@ -151,7 +156,9 @@ def assess_session(
     center = warped[middle_idx]
     scores = [1.0 if r == middle_idx else alignment_score(center, warped[r], regions[r])
               for r in range(len(stems))]
-    ok = [bool(math.isfinite(s) and s >= ALIGNMENT_THRESHOLD) for s in scores]
+    overlaps = [float(region.mean()) for region in regions]
+    ok = [bool(math.isfinite(s) and s >= ALIGNMENT_THRESHOLD and o >= MIN_OVERLAP)
+          for s, o in zip(scores, overlaps, strict=True)]
     excluded = [r for r in range(len(stems)) if exclude_misaligned and not ok[r]]
     kept = [r for r in range(len(stems)) if r not in excluded]
     costs = fov_costs(aligned_masks, kept)
@@ -163,6 +170,7 @@ def assess_session(
             "index": r,
             "is_center": r == middle_idx,
             "alignment_score": round(scores[r], 4) if math.isfinite(scores[r]) else None,
+            "overlap_fraction": round(overlaps[r], 4),
             "alignment_ok": ok[r],
             **field_summary(fields[r]),
             "valid_fraction": round(float(np.mean(aligned_masks[r])), 4),
@@ -175,6 +183,7 @@ def assess_session(
         "center": stems[middle_idx],
         "alignment_score_definition": SCORE_DEFINITION,
         "alignment_threshold": ALIGNMENT_THRESHOLD,
+        "min_overlap": MIN_OVERLAP,
         "exclude_misaligned": bool(exclude_misaligned),
         "misaligned": [stems[r] for r in range(len(stems)) if not ok[r]],
         "excluded": [stems[r] for r in excluded],
@@ -188,6 +197,12 @@ def misaligned_warning(stem: str, entry: dict, center: str, excluded: bool) -> s
     """The log line for a recording that did not align: what, why it matters, what to do."""
     score = entry["alignment_score"]
     score_text = "undefined" if score is None else f"{score:.2f}"
+    reasons = []
+    if score is None or score < ALIGNMENT_THRESHOLD:
+        reasons.append(f"alignment_score {score_text} < {ALIGNMENT_THRESHOLD}")
+    if entry["overlap_fraction"] < MIN_OVERLAP:
+        reasons.append(f"it covers only {entry['overlap_fraction']:.0%} of the center's frame "
+                       f"(< {MIN_OVERLAP:.0%})")
     action = (
         "it is left out of the session mask and the aligned videos (exclude_misaligned: true)"
         if excluded else
@@ -195,9 +210,9 @@ def misaligned_warning(stem: str, entry: dict, center: str, excluded: bool) -> s
         "session mask and the aligned videos"
     )
     return (
-        f"WARNING: recording {stem} did not align to the center {center}: alignment_score "
-        f"{score_text} < {ALIGNMENT_THRESHOLD} (another field of view or z-plane, or a failed "
-        f"flow). Check its overlay in {QC_DIR}/{FIGURES['overlays']}; {action}."
+        f"WARNING: recording {stem} did not align to the center {center}: "
+        f"{' and '.join(reasons)} (another field of view or z-plane, or a failed flow). Check "
+        f"its overlay in {QC_DIR}/{FIGURES['overlays']}; {action}."
     )
 
 
