@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 
 import numba
@@ -93,6 +94,8 @@ class RecordingQC:
                            for k in ("raw_first", "raw_last", "corrected_first",
                                      "corrected_last")}
         self.done = 0
+        # matplotlib takes about a second to import: done meanwhile, it is off the critical path.
+        threading.Thread(target=pyplot, name="qc-import-matplotlib", daemon=True).start()
 
     def add_chunk(self, raw: np.ndarray, corrected: np.ndarray, w: np.ndarray,
                   valid: np.ndarray) -> None:
