@@ -102,22 +102,26 @@ def main() -> None:
 
 def compare_qc(args) -> None:
     """QC on/off in alternating order (on, off, off, on, ...) so drifts in machine load cancel."""
-    print(f"{'size':>5} {'frames':>6} {'preset':>9} {'round':>5} {'QC':>4} {'fps':>7}")
+    print(f"{'size':>5} {'frames':>6} {'preset':>9} {'round':>5} {'QC':>4} {'fps':>7} "
+          f"{'CPU-s/frame':>11}")
     for size in args.sizes:
         for preset in args.presets:
             src = synthetic_input(size, args.frames)
-            fps = {True: [], False: []}
+            fps, cpu = {True: [], False: []}, {True: [], False: []}
             for round_ in range(args.repeats):
                 order = (True, False) if round_ % 2 == 0 else (False, True)
                 for qc in order:
                     r = run_child(src, preset, qc)
                     fps[qc].append(r["n_frames"] / r["wall"])
+                    cpu[qc].append(r["cpu"] / r["n_frames"])
                     print(f"{size:>5} {args.frames:>6} {preset:>9} {round_ + 1:>5} "
-                          f"{'on' if qc else 'off':>4} {fps[qc][-1]:7.2f}", flush=True)
+                          f"{'on' if qc else 'off':>4} {fps[qc][-1]:7.2f} {cpu[qc][-1]:11.4f}",
+                          flush=True)
             on, off = sum(fps[True]) / len(fps[True]), sum(fps[False]) / len(fps[False])
+            cpu_on, cpu_off = sum(cpu[True]) / len(cpu[True]), sum(cpu[False]) / len(cpu[False])
             print(f"  {size}^2 x {args.frames} {preset}: QC on {on:.2f} frames/s, off "
                   f"{off:.2f} frames/s, on/off = {on / off:.3f} ({(1 - on / off) * 100:+.1f} % "
-                  "slower with QC)", flush=True)
+                  f"slower with QC); CPU-s/frame on/off = {cpu_on / cpu_off:.3f}", flush=True)
 
 
 if __name__ == "__main__":
