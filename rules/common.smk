@@ -16,7 +16,6 @@ from pyflowreg.session.config import SessionConfig  # noqa: E402
 from pyflowreg.session.stage3_valid_mask import ALIGNED_SUFFIX  # noqa: E402
 from pyflowreg.motion_correction.qc import FIGURES as RECORDING_FIGURES  # noqa: E402
 from pyflowreg.motion_correction.qc import QC_FILE  # noqa: E402
-from pyflowreg.session.qc import excluded_recordings  # noqa: E402
 
 SESSION = SessionConfig.from_dict(dict(config), source="workflow config")
 DEMO_MARKER = SESSION.root_path / ".flowreg_demo"
@@ -128,12 +127,10 @@ def session_figure(filename, name):
 def aligned_videos(wildcards):
     """Aligned videos of the recordings kept in the session mask.
 
-    With exclude_misaligned the set is known only once session_mask (a checkpoint) has scored
-    every recording's alignment.
+    With exclude_misaligned the set is known only after the checkpoint kept_recordings.
     """
     recordings = RECORDINGS
     if SESSION.exclude_misaligned:
-        checkpoints.session_mask.get()
-        excluded = set(excluded_recordings(FINAL))
-        recordings = [rec for rec in RECORDINGS if rec not in excluded]
+        kept = Path(checkpoints.kept_recordings.get().output.kept).read_text().split()
+        recordings = [rec for rec in RECORDINGS if rec in kept]
     return expand(rules.aligned_video.output.video, rec=recordings)

@@ -45,7 +45,7 @@ rule aligned_video:
         "../scripts/aligned_video.py"
 
 
-checkpoint session_mask:
+rule session_mask:
     input:
         masks=expand(rules.recording_mask.output.mask, rec=RECORDINGS),
         aligned=expand(rules.recording_mask.output.aligned, rec=RECORDINGS),
@@ -76,3 +76,28 @@ checkpoint session_mask:
         exclude_misaligned=SESSION.exclude_misaligned,
     script:
         "../scripts/session_mask.py"
+
+
+# Only with exclude_misaligned: the aligned videos to make are known once session_mask has
+# scored every recording's alignment, so rule all asks this checkpoint for them.
+if SESSION.exclude_misaligned:
+
+    checkpoint kept_recordings:
+        input:
+            qc=rules.session_mask.output.qc,
+        output:
+            kept=str(FINAL / "qc" / "kept_recordings.txt"),
+        log:
+            LOGS / "kept_recordings.log",
+        benchmark:
+            BENCH / "kept_recordings.tsv"
+        conda:
+            "../envs/flowreg.yaml"
+        threads: 1
+        resources:
+            mem_mb=500,
+            runtime=5,
+        params:
+            recordings=RECORDINGS,
+        script:
+            "../scripts/kept_recordings.py"
