@@ -36,7 +36,12 @@ from scipy import ndimage
 
 from pyflowreg.core.warping import backward_valid_mask, warp_image
 from pyflowreg.io import atomic_output, atomic_save_npy
-from pyflowreg.motion_correction.qc import contrast_limits, display_image, save_figure
+from pyflowreg.motion_correction.qc_figures import (
+    contrast_limits,
+    display_image,
+    pyplot,
+    save_figure,
+)
 
 QC_DIR = "qc"
 SESSION_QC_FILE = "session.json"
@@ -297,8 +302,6 @@ def _label(stem: str, entry: dict) -> tuple[str, str]:
 
 
 def _panels(report: dict, title: str):
-    from pyflowreg.motion_correction.qc import pyplot
-
     plt = pyplot()
     stems = list(report["recordings"])
     rows, cols = _grid(len(stems))
@@ -329,8 +332,6 @@ def _scaled(image: np.ndarray) -> np.ndarray:
 def plot_session(folder: Path, report: dict, warped: list[np.ndarray], coverage: np.ndarray,
                  final: np.ndarray) -> None:
     """Draw the aligned-average grid, the red/green overlays and the coverage map."""
-    from pyflowreg.motion_correction.qc import pyplot
-
     plt = pyplot()
     center = display_image(warped[list(report["recordings"]).index(report["center"])])
     fig, panels = _panels(report, "Temporal averages in the center's grid")
