@@ -150,7 +150,7 @@ def assess_session(
     middle_idx: int,
     *,
     exclude_misaligned: bool = False,
-) -> dict:
+) -> tuple[dict, list[np.ndarray], np.ndarray]:
     """Assess every recording; see the module docstring.
 
     Returns (report, warped, final): the content of ``session.json`` without file names, the
