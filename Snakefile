@@ -29,6 +29,9 @@ except ConfigError as exc:
 validate(config, "src/pyflowreg/session/session_config.schema.json")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/stage1.smk"
@@ -40,4 +43,4 @@ rule all:
     default_target: True
     input:
         rules.session_mask.output,
-        expand(rules.aligned_video.output.video, rec=RECORDINGS),
+        aligned_videos,

@@ -4,6 +4,8 @@ Usage:
     python benchmarks/stage1.py                     # 256^2 and 512^2 x 1000, every preset
     python benchmarks/stage1.py --rss-growth        # also 512^2 fast at 4000 frames
     python benchmarks/stage1.py --sizes 256 --frames 200 --presets fast   # quick look
+    python benchmarks/stage1.py --qc-compare --sizes 256 --frames 500 --presets balanced
+        # quality control on vs off, interleaved (--repeats rounds), frames/s and their ratio
 
 Each run is a fresh subprocess calling ``compensate_recording`` on a synthetic uint16 TIFF
 (rigid motion up to 6 px + 1.5 px non-rigid, photon noise) with ``n_workers=2``; the time covers
@@ -39,9 +41,9 @@ QUOTED_SOURCE = "reference pyflowreg implementation, quoted in issue 3 (same mac
 CHILD = r"""
 import json, resource, sys, time
 from pyflowreg.motion_correction import compensate_recording
-src, dst, preset = sys.argv[1], sys.argv[2], sys.argv[3]
+src, dst, preset, qc = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "on"
 wall0, cpu0 = time.perf_counter(), time.process_time()
-compensate_recording({"quality_setting": preset, "n_workers": 2}, input_file=src,
+compensate_recording({"quality_setting": preset, "n_workers": 2, "qc": qc}, input_file=src,
                      output_path=dst, resume=False)
 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
 status = json.load(open(dst + "/status.json"))
@@ -62,9 +64,10 @@ def synthetic_input(size: int, n_frames: int) -> Path:
     return path
 
 
-def run_child(src: Path, preset: str) -> dict:
+def run_child(src: Path, preset: str, qc: bool = True) -> dict:
     with tempfile.TemporaryDirectory(dir=OUT) as dst:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(src), dst, preset],
+        out = subprocess.run([sys.executable, "-c", CHILD, str(src), dst, preset,
+                              "on" if qc else "off"],
                              check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -76,10 +79,18 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["quality", "balanced", "fast"])
     parser.add_argument("--rss-growth", action="store_true",
                         help="also run 512^2 fast with 4x the frames to show flat memory")
+    parser.add_argument("--qc-compare", action="store_true",
+                        help="run every set-up with quality control on and off, interleaved, "
+                        "and print frames/s of both and their ratio")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="rounds of on/off runs with --qc-compare")
     args = parser.parse_args()
 
     # Warm the numba cache so that compile time is not billed to the first run.
     run_child(synthetic_input(64, 20), "fast")
+    if args.qc_compare:
+        compare_qc(args)
+        return
     header = (f"{'size':>5} {'frames':>6} {'preset':>9} {'fps':>7} {'CPU-s/frame':>11} "
               f"{'ref s':>7} {'peak RSS MB':>11} {'quoted ref fps':>14} {'ratio':>7}")
     print(header)
@@ -97,6 +108,30 @@ def main() -> None:
               f"{r['reference_s']:7.1f} {r['peak_rss_mb']:11.0f} "
               f"{base if base else '-':>14} {f'{fps / base:.1f}x' if base else '-':>7}",
               flush=True)
+
+
+def compare_qc(args) -> None:
+    """QC on/off in alternating order (on, off, off, on, ...) so drifts in machine load cancel."""
+    print(f"{'size':>5} {'frames':>6} {'preset':>9} {'round':>5} {'QC':>4} {'fps':>7} "
+          f"{'CPU-s/frame':>11}")
+    for size in args.sizes:
+        for preset in args.presets:
+            src = synthetic_input(size, args.frames)
+            fps, cpu = {True: [], False: []}, {True: [], False: []}
+            for round_ in range(args.repeats):
+                order = (True, False) if round_ % 2 == 0 else (False, True)
+                for qc in order:
+                    r = run_child(src, preset, qc)
+                    fps[qc].append(r["n_frames"] / r["wall"])
+                    cpu[qc].append(r["cpu"] / r["n_frames"])
+                    print(f"{size:>5} {args.frames:>6} {preset:>9} {round_ + 1:>5} "
+                          f"{'on' if qc else 'off':>4} {fps[qc][-1]:7.2f} {cpu[qc][-1]:11.4f}",
+                          flush=True)
+            on, off = sum(fps[True]) / len(fps[True]), sum(fps[False]) / len(fps[False])
+            cpu_on, cpu_off = sum(cpu[True]) / len(cpu[True]), sum(cpu[False]) / len(cpu[False])
+            print(f"  {size}^2 x {args.frames} {preset}: QC on {on:.2f} frames/s, off "
+                  f"{off:.2f} frames/s, on/off = {on / off:.3f} ({(1 - on / off) * 100:+.1f} % "
+                  f"slower with QC); CPU-s/frame on/off = {cpu_on / cpu_off:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".numba_cache").resolve()))
 from pyflowreg.session.config import SessionConfig  # noqa: E402
 from pyflowreg.session.stage2_between_avgs import stage2_params  # noqa: E402
 from pyflowreg.session.stage3_valid_mask import ALIGNED_SUFFIX  # noqa: E402
+from pyflowreg.motion_correction.qc import FIGURES as RECORDING_FIGURES  # noqa: E402
+from pyflowreg.motion_correction.qc import QC_FILE  # noqa: E402
 
 SESSION = SessionConfig.from_dict(dict(config), source="workflow config")
 if SESSION.scheduler == "array":
@@ -92,3 +94,44 @@ def stage1_output(name, rec="{rec}"):
 
 def center_average():
     return stage1_output("temporal_average.npy", CENTER)
+
+
+def stage1_qc_outputs():
+    """Quality-control files of rule compensate, figures flagged for the report.
+
+    None when flow_options turns qc off, so the rule's outputs match what Stage 1 writes.
+    """
+    if not SESSION.stage1_options().qc:
+        return {}
+    outputs = {"qc": stage1_output(QC_FILE)}
+    for name, filename in RECORDING_FIGURES.items():
+        outputs[f"qc_{name}"] = report(
+            stage1_output(filename),
+            caption=f"../report/recording_{name}.rst",
+            category="Recordings",
+            subcategory="{rec}",
+            labels={"recording": "{rec}", "figure": name.replace("_", " ")},
+        )
+    return outputs
+
+
+def session_figure(filename, name):
+    """A session QC figure, flagged for the report."""
+    return report(
+        str(FINAL / "qc" / filename),
+        caption=f"../report/session_{name}.rst",
+        category="Session",
+        labels={"figure": name.replace("_", " ")},
+    )
+
+
+def aligned_videos(wildcards):
+    """Aligned videos of the recordings kept in the session mask.
+
+    With exclude_misaligned the set is known only after the checkpoint kept_recordings.
+    """
+    recordings = RECORDINGS
+    if SESSION.exclude_misaligned:
+        kept = Path(checkpoints.kept_recordings.get().output.kept).read_text().split()
+        recordings = [rec for rec in RECORDINGS if rec in kept]
+    return expand(rules.aligned_video.output.video, rec=recordings)

@@ -5,6 +5,7 @@ rule compensate:
     input:
         movie=raw_path,
     output:
+        **stage1_qc_outputs(),
         h5=stage1_output("compensated.hdf5"),
         idx=stage1_output("idx.hdf"),
         average=stage1_output("temporal_average.npy"),

@@ -56,6 +56,11 @@ rule session_mask:
         png=str(FINAL / "final_valid_idx.png"),
         npz=str(FINAL / "final_valid_idx.npz"),
         mat=str(FINAL / "final_valid_idx.mat"),
+        qc=str(FINAL / "qc" / "session.json"),
+        coverage=str(FINAL / "qc" / "coverage.npy"),
+        aligned_averages=session_figure("aligned_averages.png", "aligned_averages"),
+        overlays=session_figure("overlays.png", "overlays"),
+        coverage_png=session_figure("coverage.png", "coverage"),
     log:
         LOGS / "session_mask.log",
     benchmark:
@@ -68,5 +73,31 @@ rule session_mask:
         runtime=20,
     params:
         middle_idx=CENTER_INDEX,
+        exclude_misaligned=SESSION.exclude_misaligned,
     script:
         "../scripts/session_mask.py"
+
+
+# Only with exclude_misaligned: the aligned videos to make are known once session_mask has
+# scored every recording's alignment, so rule all asks this checkpoint for them.
+if SESSION.exclude_misaligned:
+
+    checkpoint kept_recordings:
+        input:
+            qc=rules.session_mask.output.qc,
+        output:
+            kept=str(FINAL / "qc" / "kept_recordings.txt"),
+        log:
+            LOGS / "kept_recordings.log",
+        benchmark:
+            BENCH / "kept_recordings.tsv"
+        conda:
+            "../envs/flowreg.yaml"
+        threads: 1
+        resources:
+            mem_mb=500,
+            runtime=5,
+        params:
+            recordings=RECORDINGS,
+        script:
+            "../scripts/kept_recordings.py"

@@ -22,5 +22,7 @@ final = combine_session(
     averages=[load_average(Path(p).parent) for p in inp.averages],
     compensated_paths=[Path(p) for p in inp.h5],
     middle_idx=snakemake.params.middle_idx,
+    exclude_misaligned=snakemake.params.exclude_misaligned,
+    log=lambda message: print(message, file=sys.stderr, flush=True),
 )
 print(f"{int(final.sum())} of {final.size} pixels valid in every recording", file=sys.stderr)

@@ -39,7 +39,8 @@ def test_output_folder_holds_exactly_the_documented_files(hdf5_run):
     names = sorted(p.name for p in hdf5_run.out.iterdir())
     assert names == sorted([
         "compensated.hdf5", "idx.hdf", "w.hdf5", "temporal_average.npy", "reference.npy",
-        "status.json",
+        "status.json", "qc.json", "qc_mean_images.png", "qc_displacement.png",
+        "qc_correlation.png", "qc_flow_magnitude.png",
     ])
     assert not any(is_temporary_path(p) for p in hdf5_run.out.iterdir())
 

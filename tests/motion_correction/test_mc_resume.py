@@ -43,7 +43,7 @@ CHILD = textwrap.dedent(
     compensate_recording(json.loads(options), input_file=movie, output_path=out, log=log)
     """
 )
-PROGRESS = re.compile(r": (\d+)/(\d+) frames$", re.MULTILINE)
+PROGRESS = re.compile(r": (\d+)/(\d+) frames\b", re.MULTILINE)
 
 
 def _read_outputs(folder: Path) -> dict[str, np.ndarray]:

@@ -36,6 +36,8 @@ from pyflowreg.io.fingerprint import fingerprint_matches, input_fingerprint, sta
 from pyflowreg.motion_correction.options import OFOptions
 from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.preprocess import temporal_radius
+from pyflowreg.motion_correction.progress import Progress
+from pyflowreg.motion_correction.qc import QC_FILE, RecordingQC, is_qc_complete
 from pyflowreg.motion_correction.reference import (
     build_reference,
     read_filtered,
@@ -78,6 +80,8 @@ def is_complete(folder: Path, input_file: Path, options: OFOptions) -> bool:
     if options.save_w:
         outputs.append(folder / W_FILE)
     if any(completed_frame_count(p) != n_frames for p in outputs):
+        return False
+    if options.qc and not is_qc_complete(folder):
         return False
     # Last: when the input's modification time changed this reads the whole file.
     if not (folder / AVERAGE_FILE).is_file():
@@ -188,6 +192,7 @@ def compensate_recording(
         cleanup_stale_temporaries(folder)
         # A stale status from an earlier run must not vouch for the files we are replacing.
         (folder / STATUS_FILE).unlink(missing_ok=True)
+        (folder / QC_FILE).unlink(missing_ok=True)
         # The exact fingerprint for status.json: the whole file, hashed while we correct it.
         start_hashing(input_file)
         # Frames are split across worker threads, each running numba on one thread.
@@ -313,6 +318,9 @@ def _correct(
         average = np.zeros((height, width, n_ch), dtype=np.float64)
         flows = _FlowSequence(reader, estimator, reference, options, sigma, radius, pool)
         window_counts = np.zeros(len(temporal.DEFAULT_SCALES), dtype=np.int64)
+        qc = RecordingQC(reference.image, reference.normalization, n_frames,
+                         flow_parameters=options.flow_parameters) if options.qc else None
+        progress = Progress(n_frames)
 
         def register_frame(item):
             raw_frame, w = item
@@ -335,7 +343,9 @@ def _correct(
                 writers["idx"].write(valid)
             if "w" in writers:
                 writers["w"].write(w_chunk)
-            log(f"{input_file.name}: {t1}/{n_frames} frames")
+            if qc is not None:
+                qc.add_chunk(np.stack(raw), corrected, w_chunk, valid[..., 0])
+            log(f"{input_file.name}: {progress.line(t1)}")
         for writer in writers.values():
             writer.close()
     except BaseException:
@@ -348,6 +358,8 @@ def _correct(
     atomic_save_npy(
         folder / REFERENCE_FILE, reference.image[..., 0] if n_ch == 1 else reference.image
     )
+    if qc is not None:
+        qc.finish(folder, name=input_file.name, log=log)
     elapsed = time.perf_counter() - t_start
     status = {
         "complete": True,
@@ -372,6 +384,7 @@ def _correct(
         "seconds": {"reference": round(t_reference, 3), "total": round(elapsed, 3)},
         "frames_per_second": round(n_frames / elapsed, 3),
         "numba_threads": threads,
+        "qc_file": QC_FILE if qc is not None else None,
         "version": __version__,
         "python": platform.python_version(),
     }

@@ -86,6 +86,9 @@ class OFOptions:
         ``buffer_size``.
     verbose : bool, default False
         Print progress to stderr.
+    qc : bool, default True
+        Compute quality-control metrics during the pass and write ``qc.json`` and PNG figures
+        (see :mod:`pyflowreg.motion_correction.qc`).
     """
 
     quality_setting: str = "quality"
@@ -114,6 +117,7 @@ class OFOptions:
     n_workers: int | None = None
     chunk_frames: int = 32
     verbose: bool = False
+    qc: bool = True
     _flow: FlowParameters = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -149,7 +153,7 @@ class OFOptions:
                 self.output_format = value
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        for name in ("save_w", "temporal_filter", "save_valid_idx", "verbose"):
+        for name in ("save_w", "temporal_filter", "save_valid_idx", "verbose", "qc"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self.sigma = _sigma_array(self.sigma)

@@ -107,6 +107,9 @@ class SessionConfig:
     align_chunk_size : int, default 256
         Frames warped at a time for the aligned videos.
     align_output_format : {"TIFF", "HDF5"}, default "TIFF"
+    exclude_misaligned : bool, default False
+        Leave recordings whose ``alignment_ok`` is false (see :mod:`pyflowreg.session.qc`) out
+        of the session mask and the aligned videos; ``qc/session.json`` lists them.
     demo : dict, default {"enabled": False}
         Synthetic demo session settings (enabled, n_recordings, height, width, frames, seed),
         used by the Snakemake workflow to generate recordings into ``root``.
@@ -131,6 +134,7 @@ class SessionConfig:
     n_workers: int | None = None
     align_chunk_size: int = 256
     align_output_format: str = "TIFF"
+    exclude_misaligned: bool = False
     demo: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
 
     def __post_init__(self) -> None:

@@ -30,6 +30,7 @@ from pyflowreg.io import (
 from pyflowreg.motion_correction.compensate import IDX_FILE, STATUS_FILE, compensated_path
 from pyflowreg.session.backend import with_backend_threads
 from pyflowreg.session.config import SessionConfig
+from pyflowreg.session.qc import excluded_recordings, write_session_qc
 from pyflowreg.session.stage2_between_avgs import (
     W_FILE,
     MissingStageOutput,
@@ -195,9 +196,23 @@ def combine_session(
     averages: list[np.ndarray],
     compensated_paths: list[Path],
     middle_idx: int,
+    exclude_misaligned: bool = False,
+    log=None,
 ) -> np.ndarray:
-    """AND the aligned masks into the session mask and write the bundle; returns the mask."""
-    final = np.logical_and.reduce(aligned_masks)
+    """AND the aligned masks into the session mask and write the bundle; returns the mask.
+
+    Also writes the session quality control (``qc/session.json``, coverage map, figures; see
+    :mod:`pyflowreg.session.qc`). With ``exclude_misaligned``, recordings whose alignment is
+    not ok are left out of the AND (the bundle's per-recording arrays still hold them all).
+    """
+    report = write_session_qc(
+        out_dir, stems=[Path(p).parent.name for p in compensated_paths], averages=averages,
+        fields=displacement_fields, aligned_masks=aligned_masks, middle_idx=middle_idx,
+        exclude_misaligned=exclude_misaligned, log=log,
+    )
+    kept = [m for m, entry in zip(aligned_masks, report["recordings"].values(), strict=True)
+            if not entry["excluded"]]
+    final = np.logical_and.reduce(kept)
     reference_average = averages[middle_idx]
     squeeze = reference_average.shape[2] == 1
     stack_avg = np.stack(averages)
@@ -268,10 +283,16 @@ def run_stage3(
         averages=averages,
         compensated_paths=[compensated_path(f) for f in folders],
         middle_idx=middle_idx,
+        exclude_misaligned=config.exclude_misaligned,
     )
     if export_videos:
         suffix = ALIGNED_SUFFIX[config.align_output_format]
+        excluded = excluded_recordings(out_dir)
         for path, folder, w in zip(files, folders, displacement_fields, strict=True):
+            if path.stem in excluded:
+                # A video from an earlier run must not suggest the recording is in the session.
+                (out_dir / f"aligned_{path.stem}{suffix}").unlink(missing_ok=True)
+                continue
             export_aligned_video(
                 compensated_path(folder), w, averages[middle_idx],
                 out_dir / f"aligned_{path.stem}{suffix}",
