@@ -27,6 +27,7 @@ quality_setting = "fast"
 n_workers = 2
 align_chunk_size = 16
 align_output_format = "HDF5"
+exclude_misaligned = true
 recordings = ["rec_00.tif", "rec_02.tif"]
 
 [demo]
@@ -62,6 +63,7 @@ quality_setting: fast
 n_workers: 2
 align_chunk_size: 16
 align_output_format: HDF5
+exclude_misaligned: true
 recordings: [rec_00.tif, rec_02.tif]
 demo:
   enabled: false
@@ -82,7 +84,7 @@ EXPECTED = {
     "final_results": "final", "resume": False, "scheduler": "array", "flow_backend": "flowreg",
     "cc_upsample": 8, "sigma_smooth": 5.0, "alpha_between": 20.0, "iterations_between": 50,
     "quality_setting": "fast", "n_workers": 2, "align_chunk_size": 16,
-    "align_output_format": "HDF5", "backend_params": {"numba_threads": 1},
+    "align_output_format": "HDF5", "exclude_misaligned": True, "backend_params": {"numba_threads": 1},
     "flow_options": {"alpha": 2.0, "buffer_size": 50},
     "recordings": ["rec_00.tif", "rec_02.tif"],
     "demo": {"enabled": False, "n_recordings": 2, "height": 32, "width": 40, "frames": 6,
