@@ -92,7 +92,7 @@ def main() -> None:
         compare_qc(args)
         return
     header = (f"{'size':>5} {'frames':>6} {'preset':>9} {'fps':>7} {'CPU-s/frame':>11} "
-              f"{'ref s':>7} {'peak RSS MB':>11} {'quoted ref fps':>14} {'ratio':>7}")
+              f"{'ref s':>7} {'ref %':>5} {'peak RSS MB':>11} {'quoted ref fps':>14} {'ratio':>7}")
     print(header)
     print("-" * len(header))
     print(f"(quoted ref fps: not measured here; {QUOTED_SOURCE}; {QUOTED_REFERENCE_FPS})")
@@ -105,7 +105,8 @@ def main() -> None:
         # Only a run of the quoted figure's own size, length and preset gets a ratio.
         base = QUOTED_REFERENCE_FPS.get((size, n_frames, preset))
         print(f"{size:>5} {n_frames:>6} {preset:>9} {fps:7.2f} {r['cpu'] / r['n_frames']:11.4f} "
-              f"{r['reference_s']:7.1f} {r['peak_rss_mb']:11.0f} "
+              f"{r['reference_s']:7.1f} {100 * r['reference_s'] / r['wall']:5.0f} "
+              f"{r['peak_rss_mb']:11.0f} "
               f"{base if base else '-':>14} {f'{fps / base:.1f}x' if base else '-':>7}",
               flush=True)
 

@@ -87,6 +87,20 @@ def read_filtered(reader, t0: int, t1: int, norm: Normalization, sigma: np.ndarr
     return raw[t0 - lo : t1 - lo], filtered[t0 - lo : t1 - lo]
 
 
+def _batches(runs: list[tuple[int, int]], max_frames: int) -> list[list[tuple[int, int]]]:
+    """Consecutive runs grouped so that each group holds at most ``max_frames`` frames."""
+    groups, current, size = [], [], 0
+    for t0, t1 in runs:
+        if current and size + (t1 - t0) > max_frames:
+            groups.append(current)
+            current, size = [], 0
+        current.append((t0, t1))
+        size += t1 - t0
+    if current:
+        groups.append(current)
+    return groups
+
+
 @dataclass
 class Reference:
     """A recording's reference and how it was built."""
@@ -144,9 +158,14 @@ def build_reference(reader, options: OFOptions, *, log=None, pool=None) -> Refer
             registered, _ = warp_image(raw_frame, w[..., 0], w[..., 1], fill)
             return w, registered
 
-        for t0, t1 in runs:
-            raw, filtered = read_filtered(reader, t0, t1, norm, sigma, radius)
-            for w, registered in pool.map(register, list(zip(raw, filtered, strict=True))):
+        for batch in _batches(runs, options.chunk_frames):
+            pairs = []
+            for t0, t1 in batch:
+                raw, filtered = read_filtered(reader, t0, t1, norm, sigma, radius)
+                pairs.extend(zip(raw, filtered, strict=True))
+            # Spaced-out reference frames form runs of one frame: gather a chunk's worth
+            # before handing them to the workers, or they would run one at a time.
+            for w, registered in pool.map(register, pairs):
                 flow_sum += w
                 registered_sum += registered
         mean_flow = (flow_sum / indices.size).astype(np.float32)
