@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 SRC = Path(workflow.basedir) / "src"
 # Jobs (local or on a cluster node) import the library from this checkout, and compile numba
@@ -14,6 +15,14 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".numba_cache").resolve()))
 
 from pyflowreg.session.config import SessionConfig  # noqa: E402
 from pyflowreg.session.stage3_valid_mask import ALIGNED_SUFFIX  # noqa: E402
+from pyflowreg.session.stale_lock import record_owner, release_stale_lock  # noqa: E402
+
+# A run killed with SIGKILL leaves Snakemake's lock behind; the README's recovery command
+# (--rerun-incomplete) must work without --unlock. Only the main process decides: cluster and
+# subprocess jobs parse this file too, on other hosts, while the lock is legitimately held.
+if workflow.is_main_process:
+    release_stale_lock(".", log=logger.warning)
+    record_owner(".")
 
 SESSION = SessionConfig.from_dict(dict(config), source="workflow config")
 DEMO_MARKER = SESSION.root_path / ".flowreg_demo"
