@@ -40,6 +40,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,6 +235,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=60)
 
 
+def _log_matches(log: Path, pattern: re.Pattern) -> bool:
+    return pattern.search(log.read_text()) is not None
+
+
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -262,8 +267,8 @@ def workflow_trials(setup: Setup, n: int, rng: random.Random, reference=None) ->
         log = folder / "killed_run.log"
         proc = _start(snakemake_command(folder, "--cores", "2"), folder, setup.env, log)
         try:
-            started = _wait_for(lambda: re.search(rf"^(local)?rule {target}:", log.read_text(),
-                                                  re.M), proc, RUN_TIMEOUT)
+            pattern = re.compile(rf"^(local)?rule {target}:", re.M)
+            started = _wait_for(partial(_log_matches, log, pattern), proc, RUN_TIMEOUT)
             if started:
                 time.sleep(rng.uniform(0.0, 1.2) * seconds.get(target, 1.0))
         finally:

@@ -14,6 +14,7 @@ if SRC.is_dir():
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".numba_cache").resolve()))
 
 from pyflowreg.session.config import SessionConfig  # noqa: E402
+from pyflowreg.session.stage1_compensate import check_recordings  # noqa: E402
 from pyflowreg.session.stage3_valid_mask import ALIGNED_SUFFIX  # noqa: E402
 from pyflowreg.session.stale_lock import record_owner, release_stale_lock  # noqa: E402
 
@@ -67,6 +68,14 @@ try:
 except ConfigError as exc:
     raise WorkflowError(f"config: {exc}") from None
 CENTER = CENTER_FILE.stem
+# A session error (recordings of different frame size or channel count) stops the run before
+# any job writes; a recording that cannot be read is left to its own job, which names it, so
+# --keep-going still finishes the others. Headers only, and only in the main process.
+if workflow.is_main_process and not DEMO:
+    try:
+        check_recordings(INPUT_FILES, skip_unreadable=True)
+    except ValueError as exc:
+        raise WorkflowError(f"config: {exc}") from None
 OUT = SESSION.output_root_path
 FINAL = SESSION.final_results_path
 LOGS = Path("logs")

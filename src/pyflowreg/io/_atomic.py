@@ -161,10 +161,25 @@ def atomic_output(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
     out = AtomicOutput(path, fsync=fsync)
     try:
         yield out.temp_path
+    except OSError as exc:
+        out.abort()
+        raise naming_output(exc, out.path) from exc
     except BaseException:
         out.abort()
         raise
     out.commit()
+
+
+def naming_output(exc: OSError, path: str | os.PathLike[str]) -> OSError:
+    """``exc`` itself if it names a file, else the same error naming the output ``path``.
+
+    numpy reports a full disk as a bare "[Errno 28] No space left on device" and h5py as a
+    long driver message about the temporary; the user needs the cause and which output (so
+    which folder and disk) it was, in one line.
+    """
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return OSError(exc.errno, os.strerror(exc.errno), os.fspath(path))
 
 
 def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
