@@ -96,15 +96,16 @@ class Setup:
 
 
 def make_setup(work: Path, *, n_recordings: int = 3, size: int = 48, frames: int = 8,
-               seed: int = 11) -> Setup:
-    """Write the synthetic session once and prepare a shared numba cache."""
+               seed: int = 11, numba_cache: Path | None = None) -> Setup:
+    """Write the synthetic session once; every run shares one numba cache (default in work)."""
     source = work / "source"
     session = make_session(
         n_recordings, size, size, frames, between_rigid_amplitude=3.0,
         between_nonrigid_amplitude=1.0, rigid_amplitude=1.0, nonrigid_amplitude=0.5, seed=seed,
     )
     write_session(session, source, ground_truth_flows=False)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(work / "numba_cache"), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(numba_cache or work / "numba_cache"),
+               PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
