@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 SRC = Path(workflow.basedir) / "src"
 # Jobs (local or on a cluster node) import the library from this checkout, and compile numba
@@ -13,10 +14,19 @@ if SRC.is_dir():
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".numba_cache").resolve()))
 
 from pyflowreg.session.config import SessionConfig  # noqa: E402
+from pyflowreg.session.stage1_compensate import check_recordings  # noqa: E402
 from pyflowreg.session.stage2_between_avgs import stage2_params  # noqa: E402
 from pyflowreg.session.stage3_valid_mask import ALIGNED_SUFFIX  # noqa: E402
 from pyflowreg.motion_correction.qc import FIGURES as RECORDING_FIGURES  # noqa: E402
 from pyflowreg.motion_correction.qc import QC_FILE  # noqa: E402
+from pyflowreg.session.stale_lock import record_owner, release_stale_lock  # noqa: E402
+
+# A run killed with SIGKILL leaves Snakemake's lock behind; the README's recovery command
+# (--rerun-incomplete) must work without --unlock. Only the main process decides: cluster and
+# subprocess jobs parse this file too, on other hosts, while the lock is legitimately held.
+if workflow.is_main_process:
+    release_stale_lock(".", log=logger.warning)
+    record_owner(".")
 
 SESSION = SessionConfig.from_dict(dict(config), source="workflow config")
 if SESSION.scheduler == "array":
@@ -66,6 +76,14 @@ try:
 except ConfigError as exc:
     raise WorkflowError(f"config: {exc}") from None
 CENTER = CENTER_FILE.stem
+# A session error (recordings of different frame size or channel count) stops the run before
+# any job writes; a recording that cannot be read is left to its own job, which names it, so
+# --keep-going still finishes the others. Headers only, and only in the main process.
+if workflow.is_main_process and not DEMO:
+    try:
+        check_recordings(INPUT_FILES, skip_unreadable=True)
+    except ValueError as exc:
+        raise WorkflowError(f"config: {exc}") from None
 OUT = SESSION.output_root_path
 FINAL = SESSION.final_results_path
 LOGS = Path("logs")

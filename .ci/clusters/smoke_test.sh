@@ -8,14 +8,18 @@
 #   env: SMOKE_TIMEOUT  seconds per snakemake run (default 300; `timeout -s INT -k 10`)
 #        PBS_PREFIX     where setup_pbs.sh put the Torque wrappers (default /opt/pbs-wrappers)
 #        KEEP=1         keep the temporary workflow directories
+#        SMOKE_CHECKS=keep-going  only the failing-recording check (what .ci/run uses: its
+#                       demo runs through each profile already cover the ok case)
 #
 # For each scheduler, in a fresh temp dir:
 #   ok   : 3 per-sample jobs (threads: 2, mem_mb/runtime resources) + a merge job, all submitted
 #          through `snakemake --profile REPO_ROOT/profiles/<scheduler>`. Checks rc 0, outputs,
 #          that each job really ran as a scheduler job, and that the scheduler granted the
 #          requested CPUs / memory / time limit.
-#   fail : a rule that exits 3 next to a good one. Checks that snakemake exits non-zero (not by
-#          the timeout) and reports the failed rule.
+#   fail : three per-recording jobs, one of which exits 3, run with --keep-going. Checks that
+#          snakemake exits non-zero (not by the timeout), names the failed rule and recording,
+#          and that the other two finished; then fixes the input and checks that the rerun runs
+#          only the missing job and the merge.
 # Prints one line per check with timings, then "N passed, N failed". Exit 1 if any failed.
 set -uo pipefail
 
@@ -25,6 +29,7 @@ shift $(( $# > 0 ? 1 : 0 ))
 SCHEDULERS=("$@")
 [ ${#SCHEDULERS[@]} -gt 0 ] || SCHEDULERS=(slurm sge pbs)
 RUN_TIMEOUT=${SMOKE_TIMEOUT:-300}
+CHECKS=${SMOKE_CHECKS:-all}
 PBS_PREFIX=${PBS_PREFIX:-/opt/pbs-wrappers}
 T0=${EPOCHREALTIME/./}
 PASS=0
@@ -71,22 +76,30 @@ EOF
 }
 
 write_fail_workflow() { # dir
-  mkdir -p "$1"
+  mkdir -p "$1/data"
+  # One job per "recording"; rec_b's input is corrupt until the check rewrites it.
+  echo good >"$1/data/rec_a.txt"
+  echo corrupt >"$1/data/rec_b.txt"
+  echo good >"$1/data/rec_c.txt"
   cat >"$1/Snakefile" <<'EOF'
+RECS = ["rec_a", "rec_b", "rec_c"]
+
 localrules: all
 
 rule all:
-    input: "results/good.txt", "results/bad.txt"
+    input: "results/merged.txt"
 
-rule good:
-    output: "results/good.txt"
+rule per_rec:
+    input: "data/{rec}.txt"
+    output: "results/{rec}.txt"
     resources: mem_mb=1000, runtime=2
-    shell: "echo good > {output}"
+    shell: "grep -q good {input} || {{ echo 'recording {input} is corrupt' >&2; exit 3; }}; cp {input} {output}"
 
-rule bad:
-    output: "results/bad.txt"
+rule merge:
+    input: expand("results/{rec}.txt", rec=RECS)
+    output: "results/merged.txt"
     resources: mem_mb=1000, runtime=2
-    shell: "echo 'failing on purpose' >&2; exit 3"
+    shell: "cat {input} > {output}"
 EOF
 }
 
@@ -98,14 +111,15 @@ sched_path() {
   if [ "$1" = pbs ]; then echo "$PBS_PREFIX/bin:$path"; else echo "$path"; fi
 }
 
-# run_snakemake <scheduler> <dir> <log>: sets RC and DUR
+# run_snakemake <scheduler> <dir> <log> [snakemake args...]: sets RC and DUR
 run_snakemake() {
   local sched=$1 dir=$2 log=$3 t
+  shift 3
   t=${EPOCHREALTIME/./}
   # SIGINT on timeout: snakemake then cancels its cluster jobs (qdel/scancel) instead of
   # waiting for them as it does on SIGTERM; -k 10 SIGKILLs it if that takes too long.
   (cd "$dir" && PATH=$(sched_path "$sched") timeout -s INT -k 10 "$RUN_TIMEOUT" \
-    snakemake --profile "$REPO/profiles/$sched" --nocolor >"$log" 2>&1)
+    snakemake --profile "$REPO/profiles/$sched" --nocolor "$@" >"$log" 2>&1)
   RC=$?
   DUR=$(elapsed "$t")
 }
@@ -167,6 +181,7 @@ for sched in "${SCHEDULERS[@]}"; do
 
   # ---------------------------------------------------------------- ok workflow
   dir=$WORK/$sched-ok
+  if [ "$CHECKS" != keep-going ]; then
   write_ok_workflow "$dir"
   run_snakemake "$sched" "$dir" "$dir/snakemake.log"
   if [ "$RC" -ne 0 ]; then
@@ -190,22 +205,42 @@ for sched in "${SCHEDULERS[@]}"; do
       show_log "$dir/snakemake.log"
     fi
   fi
+  fi
 
   # ---------------------------------------------------------------- failing workflow
+  # One failing "recording" with --keep-going: the others finish, the failure names it, and
+  # after fixing the input the rerun computes only what is missing.
   dir=$WORK/$sched-fail
   write_fail_workflow "$dir"
-  run_snakemake "$sched" "$dir" "$dir/snakemake.log"
+  run_snakemake "$sched" "$dir" "$dir/snakemake.log" --keep-going
   if [ "$RC" -eq 0 ]; then
-    bad "$sched fail-workflow: snakemake exited 0 although rule 'bad' exits 3 (${DUR}s)"
+    bad "$sched keep-going: snakemake exited 0 although rec_b's job exits 3 (${DUR}s)"
     show_log "$dir/snakemake.log"
   elif [ "$RC" -ge 124 ]; then
-    bad "$sched fail-workflow: killed by the ${RUN_TIMEOUT}s timeout (exit $RC): failure never detected"
+    bad "$sched keep-going: killed by the ${RUN_TIMEOUT}s timeout (exit $RC): failure never detected"
     show_log "$dir/snakemake.log"
-  elif ! grep -q "Error in rule bad" "$dir/snakemake.log"; then
-    bad "$sched fail-workflow: exit $RC but no 'Error in rule bad' in the log (${DUR}s)"
+  elif ! grep -q "Error in rule per_rec" "$dir/snakemake.log" || ! grep -q "rec_b" "$dir/snakemake.log"; then
+    bad "$sched keep-going: exit $RC but the log does not name rule per_rec and rec_b (${DUR}s)"
+    show_log "$dir/snakemake.log"
+  elif [ ! -s "$dir/results/rec_a.txt" ] || [ ! -s "$dir/results/rec_c.txt" ] || [ -e "$dir/results/rec_b.txt" ]; then
+    bad "$sched keep-going: the other recordings did not finish (or rec_b left an output)"
     show_log "$dir/snakemake.log"
   else
-    ok "$sched fail-workflow: failure detected, snakemake exit $RC in ${DUR}s"
+    ok "$sched keep-going: rec_b reported, rec_a and rec_c finished, snakemake exit $RC in ${DUR}s"
+    echo good >"$dir/data/rec_b.txt"
+    run_snakemake "$sched" "$dir" "$dir/rerun.log"
+    # the first Job stats table: rule name and count
+    ran=$(awk '/^Job stats:/ {t=1; next} t && /^total/ {exit} t && $2 ~ /^[0-9]+$/ {print $1 "=" $2}' \
+      "$dir/rerun.log" | sort | paste -sd, -)
+    if [ "$RC" -ne 0 ]; then
+      bad "$sched rerun after the fix: snakemake exit $RC after ${DUR}s"
+      show_log "$dir/rerun.log"
+    elif [ "$ran" != "all=1,merge=1,per_rec=1" ]; then
+      bad "$sched rerun after the fix computed more than what was missing: $ran"
+      show_log "$dir/rerun.log"
+    else
+      ok "$sched rerun after the fix: only rec_b and the merge ran ($ran) in ${DUR}s"
+    fi
   fi
 done
 

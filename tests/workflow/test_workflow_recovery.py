@@ -1,8 +1,10 @@
-"""Failure handling: a SIGKILLed run recovers with --rerun-incomplete; --keep-going with one
-corrupt recording finishes the others and names the bad file."""
+"""Failure handling: a SIGKILLed run recovers with the README's command, --rerun-incomplete
+(its stale lock is removed, no --unlock needed); --keep-going with one corrupt recording
+finishes the others and names the bad file."""
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import numpy as np
@@ -51,8 +53,8 @@ def test_killed_run_leaves_incomplete_markers_and_lock(killed_workdir):
 def test_killed_run_recovers_with_rerun_incomplete(killed_workdir, snakemake, wf, base_run,
                                                    tmp_path):
     workdir = wf.clone(killed_workdir, tmp_path / "wd")
-    snakemake.ok(workdir, "--unlock")
     result = snakemake.ok(workdir, "--rerun-incomplete")
+    assert "removed a stale lock" in result.output, result.describe()
     jobs = wf.planned_jobs(result)
     assert ("session_mask", None) in jobs
     assert any(rule == "compensate" for rule, _ in jobs), result.describe()
@@ -73,21 +75,12 @@ def test_killed_run_recovers_with_rerun_incomplete(killed_workdir, snakemake, wf
         )
 
 
-def test_killed_run_is_locked_until_unlock(killed_workdir, snakemake, tmp_path, wf):
-    workdir = wf.clone(killed_workdir, tmp_path / "wd")
-    result = snakemake(workdir, "--rerun-incomplete")
-    assert result.returncode != 0
-    assert "--unlock" in result.output, result.describe()
-    assert not (wf.final_dir(workdir) / "final_valid_idx.npz").exists()
-
-
 def test_killed_run_without_rerun_incomplete_never_trusts_partial_outputs(
     killed_workdir, snakemake, wf, tmp_path
 ):
     """After the kill, a plain dry-run either refuses (IncompleteFilesException, pointing at
     --rerun-incomplete) or plans the unfinished compensate jobs again; it never skips them."""
     workdir = wf.clone(killed_workdir, tmp_path / "wd")
-    snakemake.ok(workdir, "--unlock")
     result = snakemake(workdir, "-n")
     if result.returncode != 0:
         assert "IncompleteFilesException" in result.output, result.describe()
@@ -130,3 +123,16 @@ def test_keep_going_error_names_the_corrupt_file(corrupt_run):
     # snakemake's own report points at the failing job: its input and its log
     assert "data/rec_01.tif" in result.output
     assert "logs/compensate/rec_01.log" in result.output
+
+
+def test_rerun_after_fixing_the_bad_recording_computes_only_what_is_missing(
+    corrupt_run, snakemake, wf, recordings_source, tmp_path
+):
+    workdir = wf.clone(corrupt_run[0], tmp_path / "wd")
+    shutil.copy2(recordings_source / "rec_01.tif", workdir / wf.ROOT / "rec_01.tif")
+    result = snakemake.ok(workdir, "--keep-going")
+    counts = wf.job_counts(result)
+    # Stage 1 of rec_00 and rec_02 is reused; rec_01 (the center) and what follows it run
+    assert counts["compensate"] == 1, result.describe()
+    assert ("compensate", "rec_01") in wf.planned_jobs(result)
+    assert (wf.final_dir(workdir) / "final_valid_idx.npz").is_file()

@@ -22,7 +22,7 @@ from .readers import (
 )
 from .scanimage import deinterleave_pages, scanimage_layout
 from .tiff import BIGTIFF_THRESHOLD_BYTES, TIFFMovieReader, TIFFMovieWriter
-from .validation import check_finite
+from .validation import check_finite, check_not_constant
 from .writers import WRITER_SUFFIXES, open_movie_writer
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "atomic_save_npz",
     "cast_frames",
     "check_finite",
+    "check_not_constant",
     "cleanup_stale_temporaries",
     "completed_frame_count",
     "deinterleave_pages",

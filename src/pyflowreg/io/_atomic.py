@@ -17,6 +17,7 @@ removes.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import secrets
@@ -103,6 +104,7 @@ class AtomicOutput:
         self.temp_path = temporary_path_for(self.path)
         self.fsync = fsync
         self.state = "pending"
+        _remove_dead_temporaries_of(self.path)
 
     def commit(self) -> Path:
         """Flush the temporary file and atomically move it onto :attr:`path`.
@@ -161,10 +163,25 @@ def atomic_output(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
     out = AtomicOutput(path, fsync=fsync)
     try:
         yield out.temp_path
+    except OSError as exc:
+        out.abort()
+        raise naming_output(exc, out.path) from exc
     except BaseException:
         out.abort()
         raise
     out.commit()
+
+
+def naming_output(exc: OSError, path: str | os.PathLike[str]) -> OSError:
+    """``exc`` itself if it names a file, else the same error naming the output ``path``.
+
+    numpy reports a full disk as a bare "[Errno 28] No space left on device" and h5py as a
+    long driver message about the temporary; the user needs the cause and which output (so
+    which folder and disk) it was, in one line.
+    """
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return OSError(exc.errno, os.strerror(exc.errno), os.fspath(path))
 
 
 def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
@@ -180,6 +197,15 @@ def atomic_save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
     return Path(path)
+
+
+def _remove_dead_temporaries_of(path: Path) -> None:
+    # A killed writer of this very output left its temporary; the new write replaces it. Only
+    # this output's temporaries are touched: other jobs may be writing next to it right now.
+    for p in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        m = _TEMP_RE.match(p.name)
+        if m and m.group("name") == path.name and not _pid_alive(int(m.group("pid"))):
+            p.unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._atomic import AtomicOutput
+from ._atomic import AtomicOutput, naming_output
 from ._dtypes import cast_frames, movie_dtype
 from .validation import check_frame_shape, check_movie_shape
 
@@ -359,7 +359,10 @@ class MovieWriter(ABC):
                 f"{self._path}: writing {n} frames would exceed the announced "
                 f"n_frames={self._n_frames} ({self._written} already written)"
             )
-        self._append(batch)
+        try:
+            self._append(batch)
+        except OSError as exc:
+            raise naming_output(exc, self._path) from exc
         self._written += n
 
     def close(self) -> Path:
@@ -384,6 +387,9 @@ class MovieWriter(ABC):
             )
         try:
             self._finish()
+        except OSError as exc:
+            self.abort()
+            raise naming_output(exc, self._path) from exc
         except BaseException:
             self.abort()
             raise

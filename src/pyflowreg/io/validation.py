@@ -6,7 +6,13 @@ import os
 
 import numpy as np
 
-__all__ = ["MIN_FRAME_SIZE", "check_finite", "check_movie_shape", "check_frame_shape"]
+__all__ = [
+    "MIN_FRAME_SIZE",
+    "check_finite",
+    "check_frame_shape",
+    "check_movie_shape",
+    "check_not_constant",
+]
 
 #: Smallest accepted frame height and width in pixels.
 MIN_FRAME_SIZE = 2
@@ -103,3 +109,52 @@ def check_finite(batch: np.ndarray, path: str | os.PathLike[str], t0: int = 0) -
             f"{os.fspath(path)}: frame {t0 + first} contains non-finite values "
             f"({n_nan} NaN, {n_inf} inf pixels)"
         )
+
+
+def check_not_constant(
+    reader, frame_indices, path: str | os.PathLike[str], *, chunk_frames: int = 64
+) -> None:
+    """Raise if every pixel of the given frames has one value (all-zero, saturated, blank).
+
+    Optical flow compares image structure; against a constant reference there is none, so the
+    flow is undefined and any "corrected" movie would be noise. Reading stops at the first
+    chunk holding two different values, so for a real recording this costs one chunk.
+
+    Parameters
+    ----------
+    reader : movie reader
+        Open reader with ``read(t0, t1)`` returning (n, H, W, C) frames.
+    frame_indices : sequence of int
+        Frames to look at (the reference window), sorted.
+    path : path-like
+        Movie file, named in the message.
+    chunk_frames : int, default 64
+        Frames read at a time.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the frames and their single value.
+    """
+    indices = [int(t) for t in frame_indices]
+    if not indices:
+        return
+    value = None
+    t = 0
+    while t < len(indices):
+        # a run of consecutive frames, at most chunk_frames long
+        end = t + 1
+        while end < len(indices) and indices[end] == indices[end - 1] + 1 \
+                and end - t < chunk_frames:
+            end += 1
+        frames = np.asarray(reader.read(indices[t], indices[end - 1] + 1))
+        low, high = frames.min(), frames.max()
+        if low != high or (value is not None and low != value):
+            return
+        value = low
+        t = end
+    raise ValueError(
+        f"{os.fspath(path)}: frames {indices[0]}-{indices[-1]} (the reference) all have the "
+        f"single value {value!r}; the recording has no image structure, so the flow is "
+        "undefined (an all-zero or blank recording?)"
+    )

@@ -27,6 +27,7 @@ from pyflowreg.io import (
     atomic_output,
     atomic_save_npy,
     check_finite,
+    check_not_constant,
     cleanup_stale_temporaries,
     completed_frame_count,
     open_movie,
@@ -121,12 +122,13 @@ def _validate_input(input_file: Path, options: OFOptions):
     try:
         options.channel_sigma(reader.n_channels)
         channel_weights(options.weight, reader.n_channels)
-        reference_frame_indices(reader.n_frames, options.reference_frames)
+        reference_indices = reference_frame_indices(reader.n_frames, options.reference_frames)
         if reader.dtype.kind == "f":
             # Scan float input for NaN/inf before anything is written.
             for t0 in range(0, reader.n_frames, options.chunk_frames):
                 t1 = min(reader.n_frames, t0 + options.chunk_frames)
                 check_finite(reader.read(t0, t1), input_file, t0)
+        check_not_constant(reader, reference_indices, input_file)
     except ValueError as exc:
         reader.close()
         message = str(exc)

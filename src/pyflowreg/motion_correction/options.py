@@ -8,6 +8,7 @@ wrong type or range are errors that name the key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from dataclasses import dataclass, field, fields
@@ -230,8 +231,10 @@ class OFOptions:
         known = {f.name for f in fields(cls) if f.init}
         unknown = sorted(set(values) - known)
         if unknown:
+            close = [m for key in unknown for m in difflib.get_close_matches(key, known, n=1)]
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
             raise ValueError(
-                f"unknown flow option(s) {unknown}; known options: {sorted(known)}"
+                f"unknown flow option(s) {unknown}{hint}; known options: {sorted(known)}"
             )
         return cls(**values)
 

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from pathlib import Path
 
 from pyflowreg.session.config import SessionConfig
 
 EXIT_BAD_INPUT = 2
+EXIT_WRITE_FAILED = 3
+# Errors of the output side (disk full, read-only or forbidden folder), not of the input.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+EXIT_CODES_HELP = """exit status:
+  0  every requested stage finished
+  1  unexpected internal error (a bug: please report the traceback)
+  2  bad input or config: the message names the file or key and what is wrong; nothing of
+     the bad recording and no session result was written (also for bad command-line use)
+  3  an output could not be written (disk full, read-only or forbidden folder): the message
+     names the file; no half-written file is left under a real name, rerun when fixed"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
             "center recording (stage 2) and compute the field of view valid in all of them, "
             "with aligned videos (stage 3)."
         ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", help="session config file (.toml, .yml or .yaml)")
     parser.add_argument(
@@ -77,11 +91,37 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (ValueError, FileNotFoundError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         message = " ".join(str(exc).split())
         print(f"pyflowreg-session: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        code = exit_code(exc)
+        if code == EXIT_WRITE_FAILED and argv is None:
+            # An HDF5 file whose final flush failed (disk full) cannot be closed; the HDF5
+            # library then crashes the interpreter at exit (SIGSEGV instead of status 3).
+            # Its temporary is already deleted, so skip the library's exit handlers.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     return 0
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit status of an error (see ``EXIT_CODES_HELP``)."""
+    if isinstance(exc, OSError) and _os_errno(exc) in _WRITE_ERRNOS:
+        return EXIT_WRITE_FAILED
+    return EXIT_BAD_INPUT
+
+
+def _os_errno(exc: OSError) -> int | None:
+    # h5py and tifffile wrap the operating system's error; its number may only be in the text.
+    if exc.errno is not None:
+        return exc.errno
+    text = str(exc)
+    for number in _WRITE_ERRNOS:
+        if f"errno = {number}," in text or os.strerror(number) in text:
+            return number
+    return None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ types are errors naming the key.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -56,10 +57,23 @@ def validate_config_dict(values: dict, source: str = "config") -> None:
         known = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(known))
         inside = f" in '{where}'" if where else ""
-        raise ConfigError(f"{source}: unknown key(s) {unknown}{inside}; known keys: {known}")
+        raise ConfigError(
+            f"{source}: unknown key(s) {unknown}{inside}{suggest_keys(unknown, known)}; "
+            f"known keys: {known}"
+        )
     if error.validator == "required":
         raise ConfigError(f"{source}: {error.message}")
     raise ConfigError(f"{source}: key '{where or '(top level)'}': {error.message}")
+
+
+def suggest_keys(unknown: list[str], known: list[str]) -> str:
+    """``" (did you mean 'x'?)"`` for misspelled keys with a close known key, else ``""``."""
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"'{close[0]}' for '{key}'" if len(unknown) > 1 else f"'{close[0]}'")
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""
 
 
 @dataclass
@@ -261,8 +275,13 @@ class SessionConfig:
         stems = [p.stem for p in files]
         duplicates = sorted({s for s in stems if stems.count(s) > 1})
         if duplicates:
+            clashes = "; ".join(
+                " and ".join(p.name for p in files if p.stem == stem) for stem in duplicates
+            )
             raise ConfigError(
-                f"recordings {duplicates} share a file stem; their output folders would collide"
+                f"{clashes} in {root} share a file stem; their output folders "
+                f"<output_root>/{duplicates[0]}/ would collide (keep one, or select one with "
+                "'pattern' or 'recordings')"
             )
         return files
 

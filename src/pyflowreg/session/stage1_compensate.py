@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pyflowreg.io import atomic_save_npy, atomic_save_npz, open_movie
+from pyflowreg.io import atomic_save_npy, atomic_save_npz, check_not_constant, open_movie
 from pyflowreg.motion_correction.compensate import compensate_recording
+from pyflowreg.motion_correction.reference import reference_frame_indices
 from pyflowreg.session.config import ConfigError, SessionConfig, get_array_task_id
 
 __all__ = [
@@ -36,19 +37,50 @@ def discover_input_files(config: SessionConfig) -> list[Path]:
     return config.discover_input_files()
 
 
-def check_recordings(files: list[Path]) -> tuple[tuple[int, int], int]:
+def check_recordings(
+    files: list[Path], *, options=None, skip_unreadable: bool = False
+) -> tuple[tuple[int, int], int]:
     """Open every recording and check they share frame size and channel count.
 
-    Returns ((H, W), C). Raises ValueError naming the odd recording.
+    Parameters
+    ----------
+    files : list of Path
+        The session's recordings.
+    options : OFOptions, optional
+        With options, also check that each recording's reference frames are not one constant
+        value (flow against a blank reference is undefined).
+    skip_unreadable : bool, default False
+        Leave recordings that cannot be opened or are too short to their own Stage 1 job
+        (which fails naming them) and only compare the others; the workflow uses this so one
+        bad recording does not stop the rest under ``--keep-going``.
+
+    Returns
+    -------
+    ((H, W), C) of the (readable) recordings, or ``((0, 0), 0)`` if none could be read.
+
+    Raises
+    ------
+    ValueError
+        Naming the odd recording and what is wrong with it.
     """
     geometry = {}
     for path in files:
-        with open_movie(path) as reader:
-            if reader.n_frames < 2:
-                raise ValueError(
-                    f"{path}: has {reader.n_frames} frame(s); motion correction needs at least 2"
-                )
-            geometry[path] = (reader.frame_shape, reader.n_channels)
+        try:
+            with open_movie(path) as reader:
+                if reader.n_frames < 2:
+                    raise ValueError(
+                        f"{path}: has {reader.n_frames} frame(s); motion correction needs at "
+                        "least 2"
+                    )
+                if options is not None:
+                    indices = reference_frame_indices(reader.n_frames, options.reference_frames)
+                    check_not_constant(reader, indices, path)
+                geometry[path] = (reader.frame_shape, reader.n_channels)
+        except (ValueError, OSError):
+            if not skip_unreadable:
+                raise
+    if not geometry:
+        return (0, 0), 0
     first, (shape, n_ch) = next(iter(geometry.items()))
     for path, (other_shape, other_ch) in geometry.items():
         if other_shape != shape or other_ch != n_ch:
@@ -83,7 +115,7 @@ def run_stage1(config: SessionConfig, *, log=_stderr) -> list[Path]:
     if config.scheduler == "array":
         return [run_stage1_array(config, log=log)]
     files = config.discover_input_files()
-    check_recordings(files)
+    check_recordings(files, options=config.stage1_options())
     config.resolve_center(files)  # a bad center is reported before hours of Stage 1
     return [compensate_session_recording(config, path, log=log) for path in files]
 
