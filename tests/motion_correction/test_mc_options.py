@@ -11,11 +11,16 @@ from pyflowreg.motion_correction import OFOptions
 
 
 @pytest.mark.parametrize(
-    ("preset", "level", "iterations"), [("quality", 0, 50), ("balanced", 1, 20), ("fast", 3, 20)]
+    ("preset", "level", "iterations", "reference"),
+    [("quality", 1, 50, 200), ("balanced", 1, 20, 100), ("fast", 3, 20, 100)],
 )
-def test_presets_map_to_min_level_and_iterations(preset, level, iterations):
-    params = OFOptions(quality_setting=preset).flow_parameters
+def test_presets_map_to_level_iterations_and_reference_frames(preset, level, iterations,
+                                                               reference):
+    options = OFOptions(quality_setting=preset)
+    params = options.flow_parameters
     assert (params.min_level, params.iterations) == (level, iterations)
+    assert options.max_reference_frames == reference
+    assert OFOptions(quality_setting=preset, reference_max_frames=7).max_reference_frames == 7
 
 
 def test_explicit_iterations_override_preset_and_custom_defaults_to_50():
@@ -25,7 +30,8 @@ def test_explicit_iterations_override_preset_and_custom_defaults_to_50():
 
 
 def test_default_preset_is_quality():
-    assert OFOptions().flow_parameters.min_level == 0
+    assert OFOptions().quality_setting == "quality"
+    assert OFOptions().flow_parameters.iterations == 50
 
 
 def test_explicit_min_level_overrides_preset_and_custom_needs_it():

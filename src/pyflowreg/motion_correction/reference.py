@@ -126,7 +126,7 @@ def build_reference(reader, options: OFOptions, *, log=None, pool=None) -> Refer
     pool = pool or FramePool(1)
     sigma = options.channel_sigma(reader.n_channels)
     indices = evenly_spaced(
-        reference_frame_indices(n_frames, options.reference_frames), options.reference_max_frames
+        reference_frame_indices(n_frames, options.reference_frames), options.max_reference_frames
     )
     runs = contiguous_runs(indices, options.chunk_frames)
     radius = temporal_radius(sigma)
