@@ -347,7 +347,29 @@ def _add_noise(img, rng, photons_per_unit, read_noise) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- recording
-class SyntheticRecording:
+class _WholeRecording:
+    """Whole-recording views of a streamable recording with ``observed``, ``clean`` and
+    ``flow`` over frame ranges and an ``n_frames``."""
+
+    def iter_observed(self, chunk_frames: int = 64, *, noise: bool = True) -> Iterator:
+        """Yield ``(t0, frames)`` chunks of :meth:`observed` covering the recording."""
+        for t0 in range(0, self.n_frames, chunk_frames):
+            yield t0, self.observed(t0, min(t0 + chunk_frames, self.n_frames), noise=noise)
+
+    def observed_all(self, *, noise: bool = True) -> np.ndarray:
+        """All observed frames (T, H, W, C) float32 (materialises the movie)."""
+        return self.observed(0, self.n_frames, noise=noise)
+
+    def clean_all(self) -> np.ndarray:
+        """All clean frames (T, H, W, C) float32."""
+        return self.clean(0, self.n_frames)
+
+    def flow_all(self) -> np.ndarray:
+        """All ground-truth flows (T, H, W, 2) float32."""
+        return self.flow(0, self.n_frames)
+
+
+class SyntheticRecording(_WholeRecording):
     """Streamable synthetic 2-photon recording with exact ground-truth motion.
 
     Everything temporal (motion, calcium traces, neuropil factor) is drawn once at construction
@@ -573,23 +595,6 @@ class SyntheticRecording:
                                    self.read_noise)
             out[i] = frame
         return out
-
-    def iter_observed(self, chunk_frames: int = 64, *, noise: bool = True) -> Iterator:
-        """Yield ``(t0, frames)`` chunks of :meth:`observed` covering the recording."""
-        for t0 in range(0, self.n_frames, chunk_frames):
-            yield t0, self.observed(t0, min(t0 + chunk_frames, self.n_frames), noise=noise)
-
-    def observed_all(self, *, noise: bool = True) -> np.ndarray:
-        """All observed frames (T, H, W, C) float32 (materialises the movie)."""
-        return self.observed(0, self.n_frames, noise=noise)
-
-    def clean_all(self) -> np.ndarray:
-        """All clean frames (T, H, W, C) float32."""
-        return self.clean(0, self.n_frames)
-
-    def flow_all(self) -> np.ndarray:
-        """All ground-truth flows (T, H, W, 2) float32."""
-        return self.flow(0, self.n_frames)
 
     def clean_static(self, activity: str = "mean") -> np.ndarray:
         """Motion-free, noise-free mean scene (H, W, C) float32.

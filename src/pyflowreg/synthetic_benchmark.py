@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +56,7 @@ from pyflowreg.synthetic import (
     _grid_max_norm,
     _make_scene,
     _rng,
+    _WholeRecording,
 )
 from pyflowreg.synthetic_motion import (
     MotionField,
@@ -193,7 +193,7 @@ class _RealSource:
 
 
 # --------------------------------------------------------------------------- recording
-class BenchmarkRecording:
+class BenchmarkRecording(_WholeRecording):
     """Streamable recording: motion-free frames moved by a :class:`MotionField`, plus noise.
 
     Same frame interface as :class:`pyflowreg.synthetic.SyntheticRecording` (``observed``,
@@ -269,23 +269,6 @@ class BenchmarkRecording:
             return img
 
         return self._stack(t0, t1, frame, self.n_channels)
-
-    def iter_observed(self, chunk_frames: int = 64, *, noise: bool = True) -> Iterator:
-        """Yield ``(t0, frames)`` chunks of :meth:`observed` covering the recording."""
-        for t0 in range(0, self.n_frames, chunk_frames):
-            yield t0, self.observed(t0, min(t0 + chunk_frames, self.n_frames), noise=noise)
-
-    def observed_all(self, *, noise: bool = True) -> np.ndarray:
-        """All observed frames (T, H, W, C) float32."""
-        return self.observed(0, self.n_frames, noise=noise)
-
-    def clean_all(self) -> np.ndarray:
-        """All motion-free frames (T, H, W, C) float32."""
-        return self.clean(0, self.n_frames)
-
-    def flow_all(self) -> np.ndarray:
-        """All ground-truth flows (T, H, W, 2) float32."""
-        return self.flow(0, self.n_frames)
 
     def clean_static(self) -> np.ndarray:
         """Motion-free mean image (H, W, C) float32: the time mean of :meth:`clean` (noise-free
