@@ -20,10 +20,12 @@ import scipy.io
 import tifffile
 from PIL import Image
 
-# Timings, and the digest of a status.json that holds timings, differ between identical runs.
+# Timings, the input's modification time (each run writes its own demo recordings) and the
+# digest of a status.json that holds them differ between identical runs.
 RUN_SPECIFIC_JSON_KEYS = {
     "seconds", "frames_per_second", "numba_threads", "python", "stage1_status_sha1",
 }
+RUN_SPECIFIC_INPUT_KEYS = {"path", "mtime_ns"}
 PATH_KEYS = {"compensated_h5_paths"}
 
 
@@ -48,7 +50,8 @@ def arrays(path: Path) -> dict[str, np.ndarray]:
         doc = json.loads(path.read_text())
         if isinstance(doc, dict):
             doc = {k: v for k, v in doc.items() if k not in RUN_SPECIFIC_JSON_KEYS}
-            doc.get("input", {}).pop("path", None)
+            for key in RUN_SPECIFIC_INPUT_KEYS:
+                doc.get("input", {}).pop(key, None)
         return {"": np.array(json.dumps(doc, sort_keys=True))}
     return {}
 
