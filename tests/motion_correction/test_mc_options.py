@@ -12,7 +12,7 @@ from pyflowreg.motion_correction import OFOptions
 
 @pytest.mark.parametrize(
     ("preset", "level", "iterations", "reference"),
-    [("quality", 1, 50, 200), ("balanced", 1, 20, 100), ("fast", 3, 20, 100)],
+    [("quality", 1, 50, 150), ("balanced", 1, 20, 100), ("fast", 3, 20, 100)],
 )
 def test_presets_map_to_level_iterations_and_reference_frames(preset, level, iterations,
                                                                reference):

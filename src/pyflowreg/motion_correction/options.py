@@ -24,7 +24,7 @@ from pyflowreg.core.optical_flow import FlowParameters
 # final level. Below level 1 the photon noise of 2-photon frames outweighs the detail gained
 # (measured: full resolution was no better, often worse), so quality spends its time on a
 # converged solve and a reference averaged over twice the frames instead.
-QUALITY_PRESETS = {"quality": (1, 50, 200), "balanced": (1, 20, 100), "fast": (3, 20, 100)}
+QUALITY_PRESETS = {"quality": (1, 50, 150), "balanced": (1, 20, 100), "fast": (3, 20, 100)}
 QUALITY_MIN_LEVEL = {name: preset[0] for name, preset in QUALITY_PRESETS.items()}
 DEFAULT_REFERENCE_MAX_FRAMES = 100  # with quality_setting "custom"
 OUTPUT_FORMATS = ("HDF5", "TIFF", "NPY")
@@ -45,7 +45,7 @@ class OFOptions:
     ----------
     quality_setting : {"quality", "balanced", "fast", "custom"}, default "quality"
         Preset of ``min_level``, ``iterations`` and ``reference_max_frames``: quality 1, 50 and
-        200; balanced 1, 20 and 100; fast 3, 20 and 100. "custom" uses ``min_level`` as given.
+        150; balanced 1, 20 and 100; fast 3, 20 and 100. "custom" uses ``min_level`` as given.
     min_level : int or None, default None
         Finest pyramid level solved; None takes it from ``quality_setting``.
     alpha : float or (alpha_x, alpha_y), default (1.5, 1.5)
