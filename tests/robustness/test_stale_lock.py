@@ -58,6 +58,13 @@ def sleeper(tmp_path):
         proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *tail],
                                 cwd=tmp_path)
         procs.append(proc)
+        # Popen can return while the kernel is still setting up the new program's arguments
+        # (its command line then reads empty): wait until it shows the real one.
+        cmdline = Path("/proc") / str(proc.pid) / "cmdline"
+        deadline = time.monotonic() + 10
+        while tail and tail[0].encode() not in cmdline.read_bytes():
+            assert time.monotonic() < deadline, "sleeper did not start"
+            time.sleep(0.01)
         return proc.pid
 
     yield start
