@@ -317,7 +317,7 @@ def get_displacement(
         Maximum number of pyramid levels (the pyramid stops when an axis would drop below 10 px).
     min_level : int, default 0
         Finest level solved; the flow of that level is resized (cubic) to full size. 0 solves at
-        full resolution; Stage 1's presets use quality 0, balanced 1, fast 3. Clamped to the
+        full resolution; Stage 1's presets use quality 1, balanced 1, fast 3. Clamped to the
         coarsest level.
     eta : float, default 0.8
         Downsampling factor between successive levels, in (0, 1).
