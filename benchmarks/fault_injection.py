@@ -221,6 +221,15 @@ class Summary:
         lines += [f"{self.face}:   {failure}" for failure in self.failures]
         return "\n".join(lines)
 
+    def recovered_run(self, where: str, problems: list[str], folder: Path) -> None:
+        """Count a rerun that finished: a mismatch keeps its folder for inspection."""
+        self.recovered += 1
+        if problems:
+            self.mismatched += 1
+            self.failures.append(f"{where}: {'; '.join(problems[:5])}")
+        else:
+            shutil.rmtree(folder)
+
 
 def _start(command: list[str], folder: Path, env: dict, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
@@ -297,13 +306,7 @@ def workflow_trials(setup: Setup, n: int, rng: random.Random, reference=None) ->
         if "Nothing to be done" not in dry.stdout + dry.stderr:
             summary.failures.append(f"{where}: after the rerun, snakemake -n still plans jobs")
             continue
-        summary.recovered += 1
-        problems = compare(reference_folder / ROOT, folder / ROOT)
-        if problems:
-            summary.mismatched += 1
-            summary.failures.append(f"{where}: {'; '.join(problems[:5])}")
-        else:
-            shutil.rmtree(folder)
+        summary.recovered_run(where, compare(reference_folder / ROOT, folder / ROOT), folder)
     summary.seconds = time.monotonic() - t0
     return summary
 
@@ -356,13 +359,8 @@ def cli_trials(setup: Setup, n: int, rng: random.Random, reference=None) -> Summ
         if rc != 0:
             summary.failures.append(f"trial {trial}: rerun exited {rc}")
             continue
-        summary.recovered += 1
-        problems = compare(reference_folder / ROOT, folder / ROOT)
-        if problems:
-            summary.mismatched += 1
-            summary.failures.append(f"trial {trial}: {'; '.join(problems[:5])}")
-        else:
-            shutil.rmtree(folder)
+        summary.recovered_run(f"trial {trial}", compare(reference_folder / ROOT, folder / ROOT),
+                              folder)
     summary.seconds = time.monotonic() - t0
     return summary
 
@@ -396,16 +394,11 @@ def array_trials(setup: Setup, n: int, rng: random.Random, reference=None) -> Su
         if rc != 0:
             summary.failures.append(f"trial {trial} (task {task_id}): rerun exited {rc}")
             continue
-        summary.recovered += 1
         problems = compare(reference_folder / ROOT / "compensated_outputs",
                            folder / ROOT / "compensated_outputs", only=stem)
         # Stage 2 files are not written by Stage 1: only the Stage 1 set is expected here.
         problems = [p for p in problems if "w_to_reference" not in p]
-        if problems:
-            summary.mismatched += 1
-            summary.failures.append(f"trial {trial} (task {task_id}): {'; '.join(problems[:5])}")
-        else:
-            shutil.rmtree(folder)
+        summary.recovered_run(f"trial {trial} (task {task_id})", problems, folder)
     summary.seconds = time.monotonic() - t0
     return summary
 

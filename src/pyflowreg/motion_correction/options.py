@@ -25,7 +25,6 @@ from pyflowreg.core.optical_flow import FlowParameters
 # (measured: full resolution was no better, often worse), so quality spends its time on a
 # converged solve and a reference averaged over twice the frames instead.
 QUALITY_PRESETS = {"quality": (1, 50, 150), "balanced": (1, 20, 100), "fast": (3, 20, 100)}
-QUALITY_MIN_LEVEL = {name: preset[0] for name, preset in QUALITY_PRESETS.items()}
 DEFAULT_REFERENCE_MAX_FRAMES = 100  # with quality_setting "custom"
 OUTPUT_FORMATS = ("HDF5", "TIFF", "NPY")
 OUTPUT_DTYPES = ("float32", "float64", "same", "uint16", "int16", "uint8")
@@ -128,9 +127,9 @@ class OFOptions:
     _reference_max_frames: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.quality_setting not in (*QUALITY_MIN_LEVEL, "custom"):
+        if self.quality_setting not in (*QUALITY_PRESETS, "custom"):
             raise ValueError(
-                f"quality_setting must be one of {(*QUALITY_MIN_LEVEL, 'custom')}, "
+                f"quality_setting must be one of {(*QUALITY_PRESETS, 'custom')}, "
                 f"got {self.quality_setting!r}"
             )
         if self.min_level is None and self.quality_setting == "custom":
