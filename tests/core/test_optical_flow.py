@@ -163,3 +163,51 @@ def test_non_quadratic_smoothness_runs_and_is_accurate():
     lo, hi = fixed.min(), fixed.max()
     w = get_displacement(prefilter(fixed, lo, hi), prefilter(moving, lo, hi), a_smooth=0.5)
     assert epe(w, w_true) < 0.3
+
+
+def test_prior_moves_what_smoothness_pulls_towards():
+    # With a very strong smoothness weight the result is the smoothest field the term allows:
+    # without a prior that is nearly flat (the field's structure is lost); with the true field
+    # as prior it is the prior plus a nearly constant offset.
+    fixed, moving, w_true = make_image_pair(128, 128, max_displacement=4.0, seed=7)
+    lo, hi = fixed.min(), fixed.max()
+    f, m = prefilter(fixed, lo, hi), prefilter(moving, lo, hi)
+    est = FlowEstimator(f, FlowParameters(alpha=1e4, min_level=0, iterations=30))
+    flat = est.estimate(m, uv=w_true)
+    anchored = est.estimate(m, uv=w_true, prior=w_true)
+    structure = float(np.std(w_true, axis=(0, 1)).mean())
+    assert float(np.std(flat, axis=(0, 1)).mean()) < 0.3 * structure
+    deviation = anchored - w_true
+    assert float(np.std(deviation, axis=(0, 1)).mean()) < 0.05 * structure
+    assert epe(anchored, w_true) < 0.1
+
+
+def test_refinement_from_good_start_keeps_accuracy():
+    # The refinement pass: start a few levels above the final one from the field, anchored on it.
+    from pyflowreg.core.optical_flow import refinement_parameters
+
+    reference, _, _ = make_image_pair(256, 256, max_displacement=6.0, seed=8)
+    _, noisy, w_true = make_image_pair(256, 256, max_displacement=6.0, photons_per_unit=100,
+                                       read_noise=0.01, seed=8)
+    lo, hi = reference.min(), reference.max()
+    f, m = prefilter(reference, lo, hi), prefilter(noisy, lo, hi)
+    params = FlowParameters(min_level=1, iterations=20)
+    first = FlowEstimator(f, params).estimate(m)
+    smooth_first = ndimage.gaussian_filter(first, (3, 3, 0))
+    refined_params, top_level = refinement_parameters(params)
+    assert top_level > params.min_level and refined_params.alpha[0] > params.alpha[0]
+    refined = FlowEstimator(f, refined_params).estimate(m, uv=smooth_first, prior=smooth_first,
+                                                         top_level=top_level)
+    assert epe(refined, w_true) <= epe(first, w_true) + 0.02
+    assert epe(refined, w_true) < 0.35
+
+
+def test_top_level_skips_coarse_levels():
+    fixed, moving, w_true = make_image_pair(128, 128, max_displacement=5.0, seed=9)
+    lo, hi = fixed.min(), fixed.max()
+    f, m = prefilter(fixed, lo, hi), prefilter(moving, lo, hi)
+    est = FlowEstimator(f, FlowParameters(min_level=0, iterations=10))
+    # Started at the final level from zero, a 5 px field is not found; from the field it is kept.
+    full = epe(est.estimate(m), w_true)
+    assert epe(est.estimate(m, top_level=0), w_true) > 3 * full
+    assert epe(est.estimate(m, uv=w_true, top_level=0), w_true) < 1.5 * full

@@ -76,3 +76,14 @@ def test_temporal_filter_recorded_and_used(corrected_case):
     # Motion in these models changes slowly against the noise: most frames get a window.
     assert sum(info["frames_per_window"][1:]) > N_FRAMES / 2, (case, info)
     assert info["flow_noise_px"] > 0
+    assert status["refinement"]["enabled"] is True
+
+
+def test_noise_model_stabilises_bright_recordings_only(corrected_case):
+    # At 100 photons per unit shot noise dominates and the transform is used; at 10 the 5-count
+    # read noise does, variance hardly changes with brightness and the frames stay linear.
+    (model, photons), _, _, status = corrected_case
+    (channel,) = status["noise_model"]["channels"]
+    assert channel["stabilised"] is (photons >= 100), channel
+    if channel["stabilised"]:
+        assert channel["gain"] == pytest.approx(1.0, rel=0.5)  # 1 count per photon

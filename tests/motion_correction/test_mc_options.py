@@ -11,16 +11,31 @@ from pyflowreg.motion_correction import OFOptions
 
 
 @pytest.mark.parametrize(
-    ("preset", "level", "iterations", "reference"),
-    [("quality", 1, 50, 150), ("balanced", 1, 20, 100), ("fast", 3, 20, 100)],
+    ("preset", "level", "iterations", "reference", "refine"),
+    [("quality", 1, 50, 150, True), ("balanced", 1, 10, 100, True), ("fast", 3, 20, 100, False)],
 )
-def test_presets_map_to_level_iterations_and_reference_frames(preset, level, iterations,
-                                                               reference):
+def test_presets_map_to_level_iterations_reference_frames_and_refinement(
+    preset, level, iterations, reference, refine
+):
     options = OFOptions(quality_setting=preset)
     params = options.flow_parameters
     assert (params.min_level, params.iterations) == (level, iterations)
     assert options.max_reference_frames == reference
+    assert options.refinement is refine
     assert OFOptions(quality_setting=preset, reference_max_frames=7).max_reference_frames == 7
+
+
+def test_refinement_and_stabiliser_switches():
+    assert OFOptions(quality_setting="fast", refine=True).refinement is True
+    assert OFOptions(quality_setting="balanced", refine=False).refinement is False
+    # The refinement starts from temporally filtered flows: without the filter it is off.
+    assert OFOptions(quality_setting="balanced", temporal_filter=False).refinement is False
+    assert OFOptions(quality_setting="custom", min_level=2).refinement is True
+    assert OFOptions().stabilise_noise is True
+    with pytest.raises(ValueError, match="refine must be"):
+        OFOptions(refine="yes")
+    with pytest.raises(ValueError, match="stabilise_noise must be"):
+        OFOptions(stabilise_noise=1)
 
 
 def test_explicit_iterations_override_preset_and_custom_defaults_to_50():

@@ -110,6 +110,12 @@ def test_status_json_is_complete(hdf5_run):
     assert status["temporal_filter"]["enabled"] is True
     assert sum(status["temporal_filter"]["frames_per_window"]) == T
     assert status["temporal_filter"]["flow_noise_px"] >= 0
+    # The fast preset does not refine; the noise model is fitted and recorded either way.
+    assert status["refinement"] == {"enabled": False}
+    (channel,) = status["noise_model"]["channels"]
+    assert status["noise_model"]["enabled"] is True
+    assert {"gain", "intercept", "r_squared", "plausible", "stabilised"} <= set(channel)
+    assert channel["stabilised"] == channel["plausible"]
 
 
 def test_output_dtype_same_keeps_uint16(movie, hdf5_run, tmp_path):

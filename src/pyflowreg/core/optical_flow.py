@@ -15,6 +15,7 @@ reference's pyramid, so each frame only pays for its own pyramid and the solve.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ class FlowParameters:
     a_data: float = 0.45
     a_smooth: float = 1.0
     const_assumption: str = "gc"
+    median_filter: bool = True  # 5x5 median of each level's increment
 
     def __post_init__(self) -> None:
         alpha = self.alpha
@@ -178,10 +180,10 @@ class FlowEstimator:
         self.min_level = min(self.params.min_level, self.max_level)
         self.fixed_pyramid = self._pyramid(self.fixed)
 
-    def _pyramid(self, image: np.ndarray) -> dict[int, np.ndarray]:
+    def _pyramid(self, image: np.ndarray, top: int | None = None) -> dict[int, np.ndarray]:
         height, width, n_ch = image.shape
         levels = {}
-        for i in range(self.min_level, self.max_level + 1):
+        for i in range(self.min_level, (self.max_level if top is None else top) + 1):
             h, w = self.shapes[i]
             sigma = (_antialias_sigma(height, h), _antialias_sigma(width, w))
             level = np.empty((h, w, n_ch), dtype=np.float32)
@@ -192,10 +194,18 @@ class FlowEstimator:
             levels[i] = level
         return levels
 
-    def estimate(self, moving: np.ndarray, uv: np.ndarray | None = None) -> np.ndarray:
+    def estimate(self, moving: np.ndarray, uv: np.ndarray | None = None, *,
+                 prior: np.ndarray | None = None, top_level: int | None = None) -> np.ndarray:
         """Flow (H, W, 2) float32 registering ``moving`` onto the fixed image.
 
         ``uv`` is an optional initial flow (H, W, 2) in pixels, same convention.
+
+        ``prior`` (H, W, 2), optional: the smoothness term penalises the gradient of the flow's
+        difference from it instead of the flow's own, so the solution is pulled towards the
+        prior rather than towards a flat field (see :func:`refinement_parameters`).
+
+        ``top_level``: start at this pyramid level instead of the coarsest (with a good ``uv``
+        the coarse levels have nothing left to find).
         """
         moving = as_image_channels(moving, "moving")
         if moving.shape != self.fixed.shape:
@@ -204,16 +214,13 @@ class FlowEstimator:
                 f"has {self.fixed.shape[:2]} with {self.fixed.shape[2]}; they must match"
             )
         height, width, _ = self.fixed.shape
-        if uv is not None:
-            uv = np.asarray(uv, dtype=np.float32)
-            if uv.shape != (height, width, 2):
-                raise ValueError(f"uv must have shape {(height, width, 2)}, got {uv.shape}")
-            if not np.isfinite(uv).all():
-                raise ValueError("uv contains NaN or infinite values")
-        moving_pyramid = self._pyramid(moving)
+        uv, prior = (_checked_flow(flow, name, (height, width))
+                     for flow, name in ((uv, "uv"), (prior, "prior")))
         p = self.params
-
-        top_h, top_w = self.shapes[self.max_level]
+        top = self.max_level if top_level is None \
+            else max(self.min_level, min(top_level, self.max_level))
+        moving_pyramid = self._pyramid(moving, top)
+        top_h, top_w = self.shapes[top]
         if uv is None:
             u = np.zeros((top_h, top_w), dtype=np.float32)
             v = np.zeros((top_h, top_w), dtype=np.float32)
@@ -222,16 +229,18 @@ class FlowEstimator:
             u = interpolation.resize_2d(np.ascontiguousarray(uv[..., 0]), (top_h, top_w), sigma)
             v = interpolation.resize_2d(np.ascontiguousarray(uv[..., 1]), (top_h, top_w), sigma)
 
-        for level in range(self.max_level, self.min_level - 1, -1):
+        for level in range(top, self.min_level - 1, -1):
             h, w = self.shapes[level]
             if u.shape != (h, w):
                 u = interpolation.resize_2d(u, (h, w))
                 v = interpolation.resize_2d(v, (h, w))
             spacing_x, spacing_y = width / w, height / h
             scale = p.eta ** (-level / 2.0) if level > self.min_level else 1.0
+            prior_u, prior_v = _level_prior(prior, (h, w))
             du, dv = self._solve_level(
                 self.fixed_pyramid[level], moving_pyramid[level],
                 u / spacing_x, v / spacing_y, p.alpha[0] * scale, p.alpha[1] * scale,
+                (u - prior_u) / spacing_x, (v - prior_v) / spacing_y,
             )
             u = u + du * spacing_x
             v = v + dv * spacing_y
@@ -241,8 +250,10 @@ class FlowEstimator:
             v = interpolation.resize_2d(v, (height, width))
         return np.stack([u, v], axis=-1).astype(np.float32, copy=False)
 
-    def _solve_level(self, fixed_level, moving_level, u_px, v_px, alpha_x, alpha_y):
+    def _solve_level(self, fixed_level, moving_level, u_px, v_px, alpha_x, alpha_y,
+                     smooth_u_px, smooth_v_px):
         # u_px, v_px: current flow in this level's pixels; returns the increment in the same units.
+        # smooth_u_px, smooth_v_px: what the smoothness term sees (the flow minus the prior).
         p = self.params
         h, w, n_ch = fixed_level.shape
         u_px = np.ascontiguousarray(u_px, dtype=np.float32)
@@ -259,8 +270,8 @@ class FlowEstimator:
         padded = (h + 2, w + 2)
         u_pad = np.zeros(padded, dtype=np.float32)
         v_pad = np.zeros(padded, dtype=np.float32)
-        u_pad[1:-1, 1:-1] = u_px
-        v_pad[1:-1, 1:-1] = v_px
+        u_pad[1:-1, 1:-1] = smooth_u_px
+        v_pad[1:-1, 1:-1] = smooth_v_px
         du = np.zeros(padded, dtype=np.float32)
         dv = np.zeros(padded, dtype=np.float32)
         work = [np.zeros(padded, dtype=np.float32) for _ in range(10)]
@@ -277,13 +288,60 @@ class FlowEstimator:
         )
         du = np.ascontiguousarray(du[1:-1, 1:-1])
         dv = np.ascontiguousarray(dv[1:-1, 1:-1])
-        if h > 5 and w > 5:
+        if p.median_filter and h > 5 and w > 5:
             du_f = np.empty_like(du)
             dv_f = np.empty_like(dv)
             variational.median_filter_5x5(du, du_f)
             variational.median_filter_5x5(dv, dv_f)
             du, dv = du_f, dv_f
         return du, dv
+
+
+def _checked_flow(flow, name: str, shape: tuple[int, int]) -> np.ndarray | None:
+    if flow is None:
+        return None
+    flow = np.asarray(flow, dtype=np.float32)
+    if flow.shape != (*shape, 2):
+        raise ValueError(f"{name} must have shape {(*shape, 2)}, got {flow.shape}")
+    if not np.isfinite(flow).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return flow
+
+
+def _level_prior(prior, shape):
+    """The prior's (u, v) at a level's size, in full-resolution pixels (zeros without one)."""
+    if prior is None:
+        return np.float32(0.0), np.float32(0.0)
+    height, width = prior.shape[:2]
+    sigma = (_antialias_sigma(height, shape[0]), _antialias_sigma(width, shape[1]))
+    return tuple(
+        interpolation.resize_2d(np.ascontiguousarray(prior[..., c], dtype=np.float32), shape,
+                                sigma)
+        for c in (0, 1)
+    )
+
+
+# Refinement pass (see refinement_parameters), measured on benchmarks/accuracy.py: alpha x 4-16
+# all help, x 8 was best on average; starting 4 levels above the final one is as good as the
+# whole pyramid, and without the median filter it costs a third of the first pass.
+REFINE_ALPHA_FACTOR = 8.0
+REFINE_LEVELS = 4
+
+
+def refinement_parameters(params: FlowParameters) -> tuple[FlowParameters, int]:
+    """Parameters and start level of the refinement pass that follows a pass with ``params``.
+
+    The refinement re-estimates a frame's flow from its temporally filtered first estimate
+    ``p`` (``uv=p, prior=p``): the smoothness then pulls towards ``p`` instead of towards a flat
+    field, so the data can undo the shrinkage that strong regularisation of noisy frames leaves
+    in the first estimate, while ``REFINE_ALPHA_FACTOR`` times the smoothness weight keeps the
+    frame's own noise out (and makes the median filter unnecessary).
+    """
+    refined = dataclasses.replace(
+        params, alpha=tuple(a * REFINE_ALPHA_FACTOR for a in params.alpha),
+        iterations=max(10, params.iterations // 2), median_filter=False,
+    )
+    return refined, params.min_level + REFINE_LEVELS
 
 
 def get_displacement(

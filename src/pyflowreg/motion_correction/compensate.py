@@ -20,7 +20,7 @@ import numpy as np
 
 from pyflowreg import __version__
 from pyflowreg.core import temporal
-from pyflowreg.core.optical_flow import FlowEstimator, channel_weights
+from pyflowreg.core.optical_flow import FlowEstimator, channel_weights, refinement_parameters
 from pyflowreg.core.threads import available_cpus, set_numba_threads
 from pyflowreg.core.warping import warp_image
 from pyflowreg.io import (
@@ -221,21 +221,32 @@ def _batch_segments(t0: int, t1: int, buffer_size: int) -> list[tuple[int, int]]
 class _FlowSequence:
     """Per-frame flows of a recording, delivered chunk by chunk, temporally filtered.
 
-    Flows are estimated in frame order, ``window_radius`` frames ahead of the chunk being
-    written, because the filter of frame t looks at frames t - radius .. t + radius. Each
-    batch of ``buffer_size`` frames starts from the mean flow of the batch before it. Only the
-    frames within reach of the current chunk are kept, so memory does not grow with the
-    recording.
+    Flows are estimated in frame order ahead of the chunk being written, because the filter of
+    frame t looks at frames t - R .. t + R (R = ``reach``). Each batch of ``buffer_size``
+    frames starts from the mean flow of the batch before it.
+
+    With refinement, every frame's filtered first estimate becomes the prior of a second one
+    (see :func:`pyflowreg.core.optical_flow.refinement_parameters`), which is filtered again:
+    first estimates run 2 R frames ahead of the chunk, refined ones R. Only frames within reach
+    of the current chunk are kept, so memory does not grow with the recording.
     """
 
-    def __init__(self, reader, estimator, reference, options, sigma, radius, pool):
-        self.reader, self.estimator, self.pool = reader, estimator, pool
+    def __init__(self, reader, reference, options, sigma, radius, pool):
+        self.reader, self.pool = reader, pool
         self.normalization, self.sigma, self.radius = reference.normalization, sigma, radius
         self.buffer_size = options.buffer_size
         self.reach = temporal.window_radius() if options.temporal_filter else 0
-        self.raw, self.flows, self.summaries = {}, {}, {}
-        self.next_frame = 0
-        self.noise_px = []  # per chunk: median noise of the non-rigid summary components
+        fixed = reference.filtered(sigma)
+        self.estimator = FlowEstimator(fixed, options.flow_parameters, weight=options.weight)
+        self.refiner = None
+        if options.refinement:
+            params, self.refine_top_level = refinement_parameters(options.flow_parameters)
+            self.refiner = FlowEstimator(fixed, params, weight=options.weight)
+        self.raw, self.frames = {}, {}
+        self.flows, self.summaries = {}, {}  # first estimates
+        self.refined, self.refined_summaries = {}, {}
+        self.next_frame = self.next_refined = 0
+        self.noise_px = []  # per chunk: median noise of the first estimates' summaries
         self.uv = None
         self.batch_flow_sum = None
 
@@ -257,32 +268,85 @@ class _FlowSequence:
                     else self.batch_flow_sum + w
                 self.raw[t], self.flows[t] = raw[t - t0], w
                 self.summaries[t] = temporal.flow_summary(w)
+                if self.refiner is not None:
+                    self.frames[t] = filtered[t - t0]
         self.next_frame = t1
+
+    def _filtered(self, flows: dict, summaries: dict, t0: int, t1: int):
+        """Filtered flows and window indices of frames [t0, t1) from the estimates in reach."""
+        lo, hi = max(0, t0 - self.reach), min(self.reader.n_frames, t1 + self.reach)
+        span = range(lo, hi)
+        stacked = np.stack([summaries[t] for t in span])
+        filtered, windows, _ = temporal.filter_sequence(
+            [flows[t] for t in span], stacked, range(t0 - lo, t1 - lo), map_fn=self.pool.map
+        )
+        return filtered, windows, stacked
+
+    def _refine(self, t1: int) -> None:
+        # Priors of frames [next_refined, t1), then their refined estimates.
+        t0 = self.next_refined
+        priors, _, stacked = self._filtered(self.flows, self.summaries, t0, t1)
+        self.noise_px.append(float(np.median(temporal.summary_noise(stacked)[2:])))
+        refined = self.pool.map(
+            lambda item: self.refiner.estimate(item[0], uv=item[1], prior=item[1],
+                                               top_level=self.refine_top_level),
+            [(self.frames[t], prior) for t, prior in zip(range(t0, t1), priors, strict=True)],
+        )
+        for t, w in zip(range(t0, t1), refined, strict=True):
+            self.refined[t], self.refined_summaries[t] = w, temporal.flow_summary(w)
+            del self.frames[t]
+        self.next_refined = t1
 
     def chunk(self, t0: int, t1: int):
         """Raw frames, filtered flows and chosen window indices of frames [t0, t1)."""
-        n_frames = self.reader.n_frames
-        ahead = min(n_frames, t1 + self.reach)
+        n_frames, reach = self.reader.n_frames, self.reach
+        lookahead = 2 * reach if self.refiner is not None else reach
+        ahead = min(n_frames, t1 + lookahead)
         if ahead > self.next_frame:
             self._estimate(self.next_frame, ahead)
-        lo = max(0, t0 - self.reach)
-        span = range(lo, ahead)
-        flows = [self.flows[t] for t in span]
-        if self.reach:
-            summaries = np.stack([self.summaries[t] for t in span])
-            self.noise_px.append(float(np.median(temporal.summary_noise(summaries)[2:])))
-            filtered, windows, _ = temporal.filter_sequence(
-                flows, summaries, range(t0 - lo, t1 - lo), map_fn=self.pool.map
-            )
-        else:
+        if not reach:
             windows = np.zeros(t1 - t0, dtype=int)
             filtered = [self.flows[t] for t in range(t0, t1)]
-        raw = [self.raw[t] for t in range(t0, t1)]
-        for t in [t for t in self.flows if t < t1 - self.reach]:
+        elif self.refiner is None:
+            filtered, windows, stacked = self._filtered(self.flows, self.summaries, t0, t1)
+            self.noise_px.append(float(np.median(temporal.summary_noise(stacked)[2:])))
+        else:
+            refined_ahead = min(n_frames, t1 + reach)
+            if refined_ahead > self.next_refined:
+                self._refine(refined_ahead)
+            filtered, windows, _ = self._filtered(self.refined, self.refined_summaries, t0, t1)
+        raw = [self.raw.pop(t) for t in range(t0, t1)]
+        # The next chunk's filters look back `reach` frames from t1; first estimates feed
+        # priors from t1 + reach on, so they look back to t1.
+        keep_first = t1 if self.refiner is not None else t1 - reach
+        for t in [t for t in self.flows if t < keep_first]:
             del self.flows[t], self.summaries[t]
-        for t in range(t0, t1):
-            del self.raw[t]
+        for t in [t for t in self.refined if t < t1 - reach]:
+            del self.refined[t], self.refined_summaries[t]
         return raw, np.stack(filtered), windows
+
+
+def _noise_status(options: OFOptions, reference) -> dict:
+    """What was fitted of the noise and the transform used for the flow, per channel."""
+    norm = reference.normalization
+    channels = []
+    for c, model in enumerate(reference.noise_models):
+        applied = norm.shift is not None and bool(np.isfinite(norm.shift[c]))
+        channels.append({
+            **model.as_dict(),
+            "stabilised": applied,
+            # sqrt(x + shift) on the normalised, pre-filtered frames (clipped, see preprocess)
+            "shift_normalised": round(float(norm.shift[c]), 5) if applied else None,
+        })
+    return {"enabled": options.stabilise_noise, "channels": channels}
+
+
+def _refinement_status(flows: _FlowSequence) -> dict:
+    if flows.refiner is None:
+        return {"enabled": False}
+    params = flows.refiner.params
+    return {"enabled": True, "alpha": list(params.alpha), "iterations": params.iterations,
+            "start_level": flows.refine_top_level, "final_level": params.min_level}
 
 
 def _correct(
@@ -297,10 +361,6 @@ def _correct(
     t_reference = time.perf_counter() - t_start
     log(f"{input_file.name}: reference from {reference.frame_indices.size} frames, "
         f"{reference.passes} pass(es), {t_reference:.1f} s")
-    estimator = FlowEstimator(
-        reference.filtered(sigma), options.flow_parameters, weight=options.weight
-    )
-
     out_dtype = reader.dtype if options.output_dtype == "same" else np.dtype(options.output_dtype)
     writers = {}
     try:
@@ -318,7 +378,7 @@ def _correct(
                 dataset_names=("u", "v"),
             )
         average = np.zeros((height, width, n_ch), dtype=np.float64)
-        flows = _FlowSequence(reader, estimator, reference, options, sigma, radius, pool)
+        flows = _FlowSequence(reader, reference, options, sigma, radius, pool)
         window_counts = np.zeros(len(temporal.DEFAULT_SCALES), dtype=np.int64)
         qc = RecordingQC(reference.image, reference.normalization, n_frames,
                          flow_parameters=options.flow_parameters) if options.qc else None
@@ -383,6 +443,8 @@ def _correct(
             "window_sigmas_frames": list(temporal.DEFAULT_SCALES),
             "frames_per_window": window_counts.tolist(),
         },
+        "noise_model": _noise_status(options, reference),
+        "refinement": _refinement_status(flows),
         "seconds": {"reference": round(t_reference, 3), "total": round(elapsed, 3)},
         "frames_per_second": round(n_frames / elapsed, 3),
         "numba_threads": threads,

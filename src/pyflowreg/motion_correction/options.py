@@ -24,7 +24,9 @@ from pyflowreg.core.optical_flow import FlowParameters
 # final level. Below level 1 the photon noise of 2-photon frames outweighs the detail gained
 # (measured: full resolution was no better, often worse), so quality spends its time on a
 # converged solve and a reference averaged over twice the frames instead.
-QUALITY_PRESETS = {"quality": (1, 50, 150), "balanced": (1, 20, 100), "fast": (3, 20, 100)}
+# preset -> (final pyramid level, SOR sweeps per level, reference frames, refinement pass)
+QUALITY_PRESETS = {"quality": (1, 50, 150, True), "balanced": (1, 10, 100, True),
+                   "fast": (3, 20, 100, False)}
 DEFAULT_REFERENCE_MAX_FRAMES = 100  # with quality_setting "custom"
 OUTPUT_FORMATS = ("HDF5", "TIFF", "NPY")
 OUTPUT_DTYPES = ("float32", "float64", "same", "uint16", "int16", "uint8")
@@ -82,6 +84,16 @@ class OFOptions:
         (0-3 frames sigma) chosen per frame, widest where the motion changes no faster than
         the estimation noise explains (see :mod:`pyflowreg.core.temporal`). The rigid part and
         each frame's own warp are kept.
+    stabilise_noise : bool, default True
+        Fit the recording's Poisson-Gaussian noise model and estimate the flow on frames passed
+        through the transform that makes their noise uniform (``sqrt(x + shift)``, see
+        :mod:`pyflowreg.core.noise`). Skipped, and recorded as such in ``status.json``, when
+        the data do not follow the model (e.g. read-noise-dominated or processed data).
+    refine : bool or None, default None
+        Estimate every flow a second time, starting from its temporally filtered first
+        estimate and regularised towards it (see :mod:`pyflowreg.core.temporal`), then filter
+        again. None takes it from ``quality_setting`` (on for quality and balanced, off for
+        fast and on for custom). Needs ``temporal_filter``.
     save_valid_idx : bool, default True
         Write ``idx.hdf`` with per-frame valid masks (T, H, W) uint8 0/255 (dataset ``ch1``).
     n_workers : int or None, default None
@@ -118,6 +130,8 @@ class OFOptions:
     output_dtype: str = "float32"
     save_w: bool = False
     temporal_filter: bool = True
+    stabilise_noise: bool = True
+    refine: bool | None = None
     save_valid_idx: bool = True
     n_workers: int | None = None
     chunk_frames: int = 32
@@ -125,6 +139,7 @@ class OFOptions:
     qc: bool = True
     _flow: FlowParameters = field(init=False, repr=False, compare=False)
     _reference_max_frames: int = field(init=False, repr=False, compare=False)
+    _refine: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.quality_setting not in (*QUALITY_PRESETS, "custom"):
@@ -134,15 +149,18 @@ class OFOptions:
             )
         if self.min_level is None and self.quality_setting == "custom":
             raise ValueError("quality_setting 'custom' needs min_level")
-        preset_level, preset_iterations, preset_reference = QUALITY_PRESETS.get(
+        preset_level, preset_iterations, preset_reference, preset_refine = QUALITY_PRESETS.get(
             self.quality_setting,
-            (None, _SOLVER_DEFAULTS.iterations, DEFAULT_REFERENCE_MAX_FRAMES),
+            (None, _SOLVER_DEFAULTS.iterations, DEFAULT_REFERENCE_MAX_FRAMES, True),
         )
         if self.reference_max_frames is not None:
             _positive_int(self.reference_max_frames, "reference_max_frames")
         self._reference_max_frames = (
             preset_reference if self.reference_max_frames is None else self.reference_max_frames
         )
+        if self.refine is not None and not isinstance(self.refine, bool):
+            raise ValueError(f"refine must be true, false or null, got {self.refine!r}")
+        self._refine = preset_refine if self.refine is None else self.refine
         min_level = preset_level if self.min_level is None else self.min_level
         iterations = preset_iterations if self.iterations is None else self.iterations
         for name in ("buffer_size", "reference_passes", "chunk_frames"):
@@ -165,7 +183,8 @@ class OFOptions:
                 self.output_format = value
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        for name in ("save_w", "temporal_filter", "save_valid_idx", "verbose", "qc"):
+        for name in ("save_w", "temporal_filter", "stabilise_noise", "save_valid_idx", "verbose",
+                     "qc"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self.sigma = _sigma_array(self.sigma)
@@ -205,6 +224,11 @@ class OFOptions:
         if not isinstance(other, OFOptions):
             return NotImplemented
         return self.to_dict() == other.to_dict()
+
+    @property
+    def refinement(self) -> bool:
+        """Whether the refinement pass runs (preset or explicit; needs the temporal filter)."""
+        return self._refine and self.temporal_filter
 
     @property
     def max_reference_frames(self) -> int:

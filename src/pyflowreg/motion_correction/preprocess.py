@@ -6,12 +6,16 @@ written. The reference and every frame of a recording share one set of normalisa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 GAUSSIAN_TRUNCATE = 4.0  # kernel radius in sigmas (scipy's default)
+# Smallest shift (normalised units) of the stabilising transform: an over-estimated intercept must
+# not turn the darkest pixels' noise into the strongest signal.
+MIN_SHIFT = 0.02
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,11 @@ class Normalization:
 
     offset: np.ndarray  # (C,) float32
     scale: np.ndarray  # (C,) float32
+    # Noise-stabilising transform per channel, applied after the pre-filter for the flow only:
+    # (sqrt(x + shift) - stable_offset) * stable_scale on normalised x; NaN shift: linear channel.
+    shift: np.ndarray | None = None
+    stable_offset: np.ndarray | None = None
+    stable_scale: np.ndarray | None = None
 
     @classmethod
     def from_image(cls, image: np.ndarray, mode: str = "joint", weight=None) -> Normalization:
@@ -39,6 +48,40 @@ class Normalization:
         # A flat channel (no signal) keeps unit scale instead of dividing by zero.
         scale = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 1.0)
         return cls(lo.astype(np.float32), scale.astype(np.float32))
+
+    def with_stabiliser(self, shift_counts, filtered_reference: np.ndarray) -> Normalization:
+        """Add the transform ``sqrt(x + shift)`` for channels with a finite shift (raw counts).
+
+        The shift is clipped so that the darkest part of the image keeps a finite slope (at
+        most ``1 / (2 sqrt(MIN_SHIFT))`` times the slope at the normalised value 0); each
+        transformed channel is rescaled to [0, 1] over ``filtered_reference``, the normalised,
+        pre-filtered reference (H, W, C).
+        """
+        shift_counts = np.asarray(shift_counts, dtype=np.float64)
+        shift = np.where(np.isfinite(shift_counts),
+                         np.maximum((self.offset + shift_counts) * self.scale, MIN_SHIFT), np.nan)
+        stable_offset = np.zeros_like(shift)
+        stable_scale = np.ones_like(shift)
+        for c in np.flatnonzero(np.isfinite(shift)):
+            root = np.sqrt(np.maximum(filtered_reference[..., c] + shift[c], 0.0))
+            lo, hi = float(root.min()), float(root.max())
+            stable_offset[c] = lo
+            stable_scale[c] = 1.0 / (hi - lo) if hi > lo else 1.0
+        return dataclasses.replace(self, shift=shift.astype(np.float32),
+                                   stable_offset=stable_offset.astype(np.float32),
+                                   stable_scale=stable_scale.astype(np.float32))
+
+    def stabilise(self, filtered: np.ndarray) -> np.ndarray:
+        """The flow's view of normalised, pre-filtered (..., C) frames (modified in place)."""
+        if self.shift is None:
+            return filtered
+        for c in np.flatnonzero(np.isfinite(self.shift)):
+            channel = filtered[..., c]
+            np.maximum(channel + self.shift[c], 0.0, out=channel)
+            np.sqrt(channel, out=channel)
+            channel -= self.stable_offset[c]
+            channel *= self.stable_scale[c]
+        return filtered
 
     def apply(self, frames: np.ndarray) -> np.ndarray:
         """Normalised float32 copy of (..., C) frames."""

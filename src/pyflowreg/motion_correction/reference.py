@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pyflowreg.core.noise import NoiseModel, fit_noise_model, pair_samples, stabilising_shift
 from pyflowreg.core.optical_flow import FlowEstimator
 from pyflowreg.core.warping import warp_image
 from pyflowreg.motion_correction.options import OFOptions
@@ -32,6 +33,7 @@ from pyflowreg.motion_correction.preprocess import (
 
 REFERENCE_WINDOW_FRAMES = 450  # length of the default window 50..499
 COARSE_FIRST_PASS_LEVELS = 2  # the first pass stops this many pyramid levels above the preset's
+NOISE_PAIRS = 16  # consecutive frame pairs read to fit the noise model
 
 
 def reference_frame_indices(n_frames: int, reference_frames) -> np.ndarray:
@@ -83,8 +85,20 @@ def read_filtered(reader, t0: int, t1: int, norm: Normalization, sigma: np.ndarr
     """
     lo, hi = max(0, t0 - radius), min(reader.n_frames, t1 + radius)
     raw = np.asarray(reader.read(lo, hi), dtype=np.float32)
-    filtered = prefilter(norm.apply(raw), sigma)
+    filtered = norm.stabilise(prefilter(norm.apply(raw), sigma))
     return raw[t0 - lo : t1 - lo], filtered[t0 - lo : t1 - lo]
+
+
+def fit_recording_noise(reader, n_pairs: int = NOISE_PAIRS) -> list[NoiseModel]:
+    """Noise model of every channel from pairs of consecutive frames spread over the recording."""
+    starts = np.unique(np.linspace(0, reader.n_frames - 2, min(n_pairs, reader.n_frames - 1))
+                       .round().astype(int))
+    pairs = np.stack([np.asarray(reader.read(t, t + 2), dtype=np.float64) for t in starts])
+    models = []
+    for c in range(pairs.shape[-1]):
+        signal, deviation = pair_samples(pairs[..., c])
+        models.append(fit_noise_model(signal, deviation))
+    return models
 
 
 def _batches(runs: list[tuple[int, int]], max_frames: int) -> list[list[tuple[int, int]]]:
@@ -110,10 +124,12 @@ class Reference:
     frame_indices: np.ndarray
     passes: int = 0
     offsets_px: list[float] = field(default_factory=list)  # mean |re-centring| per pass
+    noise_models: list[NoiseModel] = field(default_factory=list)  # per channel, if fitted
 
     def filtered(self, sigma: np.ndarray) -> np.ndarray:
         """The reference as the flow sees it: normalised and spatially pre-filtered."""
-        return prefilter_image(self.normalization.apply(self.image), sigma)
+        norm = self.normalization
+        return norm.stabilise(prefilter_image(norm.apply(self.image), sigma))
 
 
 def build_reference(reader, options: OFOptions, *, log=None, pool=None) -> Reference:
@@ -138,7 +154,12 @@ def build_reference(reader, options: OFOptions, *, log=None, pool=None) -> Refer
     norm = Normalization.from_image(
         prefilter_image(mean, sigma), options.channel_normalization, weight=options.weight
     )
-    reference = Reference(mean, norm, indices)
+    noise_models = []
+    if options.stabilise_noise and n_frames >= 2:
+        noise_models = fit_recording_noise(reader)
+        shifts = [stabilising_shift(m) if m.plausible else np.nan for m in noise_models]
+        norm = norm.with_stabiliser(shifts, prefilter_image(norm.apply(mean), sigma))
+    reference = Reference(mean, norm, indices, noise_models=noise_models)
     if n_frames < 2 or indices.size < 2:
         return reference
 
@@ -175,7 +196,7 @@ def build_reference(reader, options: OFOptions, *, log=None, pool=None) -> Refer
         recentred, _ = warp_image(average, -mean_flow[..., 0], -mean_flow[..., 1], average)
         offset = float(np.linalg.norm(mean_flow, axis=-1).mean())
         reference = Reference(
-            recentred, norm, indices, n_pass, [*reference.offsets_px, offset]
+            recentred, norm, indices, n_pass, [*reference.offsets_px, offset], noise_models
         )
         if log is not None:
             log(f"reference pass {n_pass}: re-centred by {offset:.3f} px (mean)")

@@ -1,0 +1,99 @@
+"""Noise model fit and the noise-stabilising transform (pyflowreg.core.noise, preprocess)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from pyflowreg.core.noise import fit_noise_model, pair_samples, stabilising_shift
+from pyflowreg.motion_correction.preprocess import MIN_SHIFT, Normalization
+
+
+def _tissue(rng, shape=(128, 128)) -> np.ndarray:
+    """Positive photon rates (photons per pixel per frame) spanning about 2 to 60."""
+    blobs = ndimage.gaussian_filter(rng.standard_normal(shape), 4.0)
+    return 2.0 + 58.0 * (blobs - blobs.min()) / np.ptp(blobs)
+
+
+def _counts(rng, rate, *, gain, offset, read_noise):
+    """Detector counts: gain x Poisson photons + offset + Gaussian read noise (counts)."""
+    return gain * rng.poisson(rate) + offset + rng.normal(0.0, read_noise, rate.shape)
+
+
+def _pairs(rng, rate, n_pairs=16, shift_px=0.0, **detector):
+    pairs = []
+    for _ in range(n_pairs):
+        moved = ndimage.shift(rate, (shift_px, -shift_px), order=1, mode="nearest")
+        pairs.append([_counts(rng, rate, **detector), _counts(rng, moved, **detector)])
+    return np.asarray(pairs)
+
+
+@pytest.mark.parametrize("shift_px", [0.0, 0.7])
+def test_fit_recovers_poisson_gaussian_model(shift_px):
+    # var = gain^2 * rate + read^2 = gain * (x - offset) + read^2 for x = gain * rate + offset.
+    rng = np.random.default_rng(0)
+    gain, offset, read_noise = 2.0, 100.0, 5.0
+    pairs = _pairs(rng, _tissue(rng), shift_px=shift_px, gain=gain, offset=offset,
+                   read_noise=read_noise)
+    model = fit_noise_model(*pair_samples(pairs))
+    assert model.plausible, model
+    assert model.gain == pytest.approx(gain, rel=0.15)
+    # The shift the transform needs: intercept / gain + 3 gain / 8 = -offset + read^2 / gain.
+    expected_shift = -offset + read_noise**2 / gain + 0.375 * gain
+    assert stabilising_shift(model) == pytest.approx(expected_shift, abs=12.0)
+
+
+def test_constant_noise_is_not_a_photon_model():
+    # Gaussian noise of one variance at every brightness: no shot noise, nothing to stabilise.
+    rng = np.random.default_rng(1)
+    rate = _tissue(rng)
+    pairs = np.stack([[rate + rng.normal(0, 3.0, rate.shape) for _ in range(2)]
+                      for _ in range(16)])
+    model = fit_noise_model(*pair_samples(pairs))
+    assert not model.plausible, model
+
+
+def test_too_few_pixels_give_no_model():
+    model = fit_noise_model(np.ones((8, 8)), np.zeros((2, 8, 8)))
+    assert not model.plausible and model.r_squared == 0.0
+
+
+def test_transform_makes_noise_uniform():
+    # After sqrt(x + shift) the noise of dim and bright pixels differs far less than before.
+    rng = np.random.default_rng(2)
+    gain, offset, read_noise = 1.0, 100.0, 5.0
+    levels = np.array([3.0, 300.0])  # photons per pixel
+    samples = np.stack([_counts(rng, np.full(20000, lv), gain=gain, offset=offset,
+                                read_noise=read_noise) for lv in levels])
+    model = fit_noise_model(*pair_samples(_pairs(rng, _tissue(rng), gain=gain, offset=offset,
+                                                 read_noise=read_noise)))
+    transformed = np.sqrt(np.maximum(samples + stabilising_shift(model), 0.0))
+    raw_ratio = samples[1].std() / samples[0].std()
+    stable_ratio = transformed[1].std() / transformed[0].std()
+    assert raw_ratio > 2.5
+    assert 0.7 < stable_ratio < 1.3, stable_ratio
+
+
+def test_stabiliser_maps_reference_to_unit_range_and_keeps_linear_channels():
+    rng = np.random.default_rng(3)
+    image = np.stack([_tissue(rng), _tissue(rng)], axis=-1).astype(np.float32) * 10 + 100
+    norm = Normalization.from_image(image, "separate")
+    filtered = norm.apply(image)
+    stable = norm.with_stabiliser([-90.0, np.nan], filtered)
+    out = stable.stabilise(filtered.copy())
+    assert out[..., 0].min() == pytest.approx(0.0, abs=1e-6)
+    assert out[..., 0].max() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_array_equal(out[..., 1], filtered[..., 1])
+    # sqrt compresses: the midpoint of the range maps above one half.
+    assert np.interp(0.5, np.sort(filtered[..., 0].ravel()), np.sort(out[..., 0].ravel())) > 0.5
+
+
+def test_overestimated_intercept_is_clipped():
+    # A shift far below the darkest value would make the dark end's noise dominate: clipped.
+    image = np.linspace(100, 1000, 64 * 64, dtype=np.float32).reshape(64, 64, 1)
+    norm = Normalization.from_image(image)
+    stable = norm.with_stabiliser([-5000.0], norm.apply(image))
+    assert stable.shift[0] == pytest.approx(MIN_SHIFT)
+    out = stable.stabilise(norm.apply(image))
+    assert np.isfinite(out).all()
