@@ -12,7 +12,7 @@ from pyflowreg.motion_correction import OFOptions
 
 @pytest.mark.parametrize(
     ("preset", "level", "iterations", "reference", "refine"),
-    [("quality", 1, 50, 150, True), ("balanced", 1, 10, 100, True), ("fast", 3, 20, 100, False)],
+    [("quality", 1, 10, 200, True), ("balanced", 1, 10, 100, True), ("fast", 3, 20, 100, False)],
 )
 def test_presets_map_to_level_iterations_reference_frames_and_refinement(
     preset, level, iterations, reference, refine

@@ -25,7 +25,7 @@ from pyflowreg.core.optical_flow import FlowParameters
 # (measured: full resolution was no better, often worse), so quality spends its time on a
 # converged solve and a reference averaged over twice the frames instead.
 # preset -> (final pyramid level, SOR sweeps per level, reference frames, refinement pass)
-QUALITY_PRESETS = {"quality": (1, 50, 150, True), "balanced": (1, 10, 100, True),
+QUALITY_PRESETS = {"quality": (1, 10, 200, True), "balanced": (1, 10, 100, True),
                    "fast": (3, 20, 100, False)}
 DEFAULT_REFERENCE_MAX_FRAMES = 100  # with quality_setting "custom"
 OUTPUT_FORMATS = ("HDF5", "TIFF", "NPY")
@@ -45,8 +45,9 @@ class OFOptions:
     Parameters
     ----------
     quality_setting : {"quality", "balanced", "fast", "custom"}, default "quality"
-        Preset of ``min_level``, ``iterations`` and ``reference_max_frames``: quality 1, 50 and
-        150; balanced 1, 20 and 100; fast 3, 20 and 100. "custom" uses ``min_level`` as given.
+        Preset of ``min_level``, ``iterations``, ``reference_max_frames`` and ``refine``: quality
+        1, 10, 200 and on; balanced 1, 10, 100 and on; fast 3, 20, 100 and off. "custom" uses
+        ``min_level`` as given.
     min_level : int or None, default None
         Finest pyramid level solved; None takes it from ``quality_setting``.
     alpha : float or (alpha_x, alpha_y), default (1.5, 1.5)
