@@ -5,12 +5,12 @@ The recordings are :func:`pyflowreg.synthetic_benchmark.make_benchmark_recording
 grid). Bounds are about 1.5x the end-point errors measured when they were set, so a 50 %
 regression fails:
 
-| case | measured EPE (px) | bound | before the temporal filter (commit 239f802) |
-|---|---|---|---|
-| smooth, 100 photons/unit | 0.124 | 0.19 | ~0.24 |
-| smooth, 10 photons/unit | 0.250 | 0.37 | ~0.63 |
-| local + line scan, 100 | 0.278 | 0.42 | ~0.38 |
-| local + line scan, 10 | 0.599 | 0.90 | ~0.82 |
+| case | measured EPE (px) | bound | temporal filter only | before the temporal filter (239f802) |
+|---|---|---|---|---|
+| smooth, 100 photons/unit | 0.118 | 0.18 | 0.124 | ~0.24 |
+| smooth, 10 photons/unit | 0.237 | 0.36 | 0.250 | ~0.63 |
+| local + line scan, 100 | 0.254 | 0.38 | 0.278 | ~0.38 |
+| local + line scan, 10 | 0.581 | 0.87 | 0.599 | ~0.82 |
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from pyflowreg.synthetic_benchmark import make_benchmark_recording
 
 SIZE, N_FRAMES = 128, 80
 BOUNDS = {  # (model, photons per unit) -> bound on the mean end-point error, px
-    ("smooth", 100): 0.19,
-    ("smooth", 10): 0.37,
-    ("local", 100): 0.42,
-    ("local", 10): 0.90,
+    ("smooth", 100): 0.18,
+    ("smooth", 10): 0.36,
+    ("local", 100): 0.38,
+    ("local", 10): 0.87,
 }
 
 pytestmark = pytest.mark.slow

@@ -46,7 +46,8 @@ def test_explicit_iterations_override_preset_and_custom_defaults_to_50():
 
 def test_default_preset_is_quality():
     assert OFOptions().quality_setting == "quality"
-    assert OFOptions().flow_parameters.iterations == 50
+    assert OFOptions().flow_parameters.iterations == 10
+    assert OFOptions().max_reference_frames == 200
 
 
 def test_explicit_min_level_overrides_preset_and_custom_needs_it():

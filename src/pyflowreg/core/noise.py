@@ -11,8 +11,10 @@ only the flattest pixels are used; calcium transients are rare enough for a medi
 every brightness. The flow is estimated on transformed frames: bright structure no longer
 outweighs dim structure in proportion to its shot noise, and a cell whose brightness changes
 with its calcium activity changes the transformed image by only half as much in relative terms.
-For a dim recording, where read noise dominates, the shift is large compared with the signal and
-the transform is nearly linear: it changes only what the noise model says needs changing.
+Where read noise dominates (a dim recording), the variance hardly changes with brightness, the
+fit is rejected (:attr:`NoiseModel.plausible`) and the frames stay linear; where the fitted
+intercept would put the darkest pixels near the square root's singularity, the caller clips the
+shift (:meth:`pyflowreg.motion_correction.preprocess.Normalization.with_stabiliser`).
 """
 
 from __future__ import annotations

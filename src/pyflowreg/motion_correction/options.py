@@ -19,12 +19,12 @@ import numpy as np
 
 from pyflowreg.core.optical_flow import FlowParameters
 
-# Presets: (finest pyramid level solved, SOR sweeps per level, reference frames). Coarse-to-fine
-# warm starts make 20 sweeps as accurate as 50 from level 1 up, and the time saved buys a finer
-# final level. Below level 1 the photon noise of 2-photon frames outweighs the detail gained
-# (measured: full resolution was no better, often worse), so quality spends its time on a
-# converged solve and a reference averaged over twice the frames instead.
-# preset -> (final pyramid level, SOR sweeps per level, reference frames, refinement pass)
+# preset -> (final pyramid level, SOR sweeps per level, reference frames, refinement pass).
+# Coarse-to-fine warm starts make 10-20 sweeps as accurate as 50 from level 1 up, and the time
+# saved buys a finer final level and the refinement pass. Below level 1 the photon noise of
+# 2-photon frames outweighs the detail gained (full resolution measured no better, often worse),
+# and with the refinement more sweeps were worse at high photon counts, so quality differs from
+# balanced by a reference averaged over twice the frames (README, Method notes).
 QUALITY_PRESETS = {"quality": (1, 10, 200, True), "balanced": (1, 10, 100, True),
                    "fast": (3, 20, 100, False)}
 DEFAULT_REFERENCE_MAX_FRAMES = 100  # with quality_setting "custom"
@@ -82,7 +82,7 @@ class OFOptions:
         Also write ``w.hdf5`` with datasets ``u`` and ``v`` (T, H, W) float32, pixels.
     temporal_filter : bool, default True
         Average the non-rigid part of each frame's flow with its neighbours' over a window
-        (0-3 frames sigma) chosen per frame, widest where the motion changes no faster than
+        (0-6 frames sigma) chosen per frame, widest where the motion changes no faster than
         the estimation noise explains (see :mod:`pyflowreg.core.temporal`). The rigid part and
         each frame's own warp are kept.
     stabilise_noise : bool, default True
