@@ -245,6 +245,18 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=60)
 
 
+def _kill_after(proc: subprocess.Popen, seconds: float) -> bool:
+    """SIGKILL the process group after ``seconds``; True if it had already finished."""
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        finished = proc.poll() is not None
+        _kill_group(proc)
+    return finished
+
+
 def _log_matches(log: Path, pattern: re.Pattern) -> bool:
     return pattern.search(log.read_text()) is not None
 
@@ -346,13 +358,7 @@ def cli_trials(setup: Setup, n: int, rng: random.Random, reference=None) -> Summ
         folder = setup.fresh_copy(f"cli_{trial:03d}")
         log = folder / "killed_run.log"
         proc = _start(cli_command(folder), folder, setup.env, log)
-        try:
-            proc.wait(timeout=rng.uniform(0.0, duration))
-        except subprocess.TimeoutExpired:
-            pass
-        finally:
-            finished = proc.poll() is not None
-            _kill_group(proc)
+        finished = _kill_after(proc, rng.uniform(0.0, duration))
         summary.kills["(run had finished)" if finished else _cli_stage(log.read_text())] += 1
         summary.trials += 1
         rc = run(cli_command(folder), folder, setup.env, folder / "rerun.log")
@@ -381,13 +387,7 @@ def array_trials(setup: Setup, n: int, rng: random.Random, reference=None) -> Su
         folder = setup.fresh_copy(f"array_{trial:03d}")
         proc = _start(array_command(folder, task_id), folder, setup.env,
                       folder / "killed_run.log")
-        try:
-            proc.wait(timeout=rng.uniform(0.0, duration))
-        except subprocess.TimeoutExpired:
-            pass
-        finally:
-            finished = proc.poll() is not None
-            _kill_group(proc)
+        finished = _kill_after(proc, rng.uniform(0.0, duration))
         summary.kills["(task had finished)" if finished else f"task {task_id}"] += 1
         summary.trials += 1
         rc = run(array_command(folder, task_id), folder, setup.env, folder / "rerun.log")

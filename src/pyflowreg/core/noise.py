@@ -54,19 +54,16 @@ class NoiseModel:
                 "plausible": self.plausible}
 
 
-def fit_noise_model(signal: np.ndarray, deviation: np.ndarray,
-                    valid: np.ndarray | None = None) -> NoiseModel:
+def fit_noise_model(signal: np.ndarray, deviation: np.ndarray) -> NoiseModel:
     """Fit ``var = gain * signal + intercept`` of one channel.
 
     Parameters
     ----------
     signal : (H, W) array
-        Mean intensity (raw counts) of every pixel, e.g. the reference.
+        Mean intensity (raw counts) of every pixel.
     deviation : (N, H, W) array
         N samples of the noise with one frame's variance at each pixel, e.g. differences of
         consecutive frames divided by sqrt(2) (see :func:`pair_samples`).
-    valid : (N, H, W) bool array, optional
-        Samples to use (e.g. inside the frame after warping).
 
     Returns
     -------
@@ -76,19 +73,16 @@ def fit_noise_model(signal: np.ndarray, deviation: np.ndarray,
     signal = np.asarray(signal, dtype=np.float64)
     deviation = np.asarray(deviation, dtype=np.float64)
     n_samples = int(deviation.shape[0])
-    # Residual misregistration changes a pixel by about grad(I) . error: keep the flattest
-    # pixels, where it cannot pass for shot noise.
+    # Motion changes a pixel by about grad(I) . displacement: keep the flattest pixels, where it
+    # cannot pass for shot noise.
     slope = np.hypot(*np.gradient(ndimage.gaussian_filter(signal, 2.0)))
     flat = slope <= np.quantile(slope, FLAT_FRACTION)
-    use = np.broadcast_to(flat, deviation.shape)
-    if valid is not None:
-        use = use & valid
-    mean = np.broadcast_to(signal, deviation.shape)[use]
-    diff = deviation[use]
+    mean = np.broadcast_to(signal[flat], (n_samples, int(flat.sum()))).ravel()
+    diff = deviation[:, flat].ravel()
     if mean.size < N_BINS * MIN_PIXELS_PER_BIN:
         return NoiseModel(0.0, 0.0, 0.0, n_samples)
     # Equal-count bins over the brightness range; the MAD ignores the few pixels that flashed
-    # with calcium activity or were misregistered.
+    # with calcium activity or moved.
     order = np.argsort(mean, kind="stable")
     centres, variances = [], []
     for chunk in np.array_split(order, N_BINS):

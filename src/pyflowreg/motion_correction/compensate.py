@@ -282,11 +282,16 @@ class _FlowSequence:
         )
         return filtered, windows, stacked
 
+    def _filtered_first(self, t0: int, t1: int):
+        """Filtered first estimates of frames [t0, t1); records the noise they were judged by."""
+        filtered, windows, stacked = self._filtered(self.flows, self.summaries, t0, t1)
+        self.noise_px.append(float(np.median(temporal.summary_noise(stacked)[2:])))
+        return filtered, windows
+
     def _refine(self, t1: int) -> None:
         # Priors of frames [next_refined, t1), then their refined estimates.
         t0 = self.next_refined
-        priors, _, stacked = self._filtered(self.flows, self.summaries, t0, t1)
-        self.noise_px.append(float(np.median(temporal.summary_noise(stacked)[2:])))
+        priors, _ = self._filtered_first(t0, t1)
         refined = self.pool.map(
             lambda item: self.refiner.estimate(item[0], uv=item[1], prior=item[1],
                                                top_level=self.refine_top_level),
@@ -308,8 +313,7 @@ class _FlowSequence:
             windows = np.zeros(t1 - t0, dtype=int)
             filtered = [self.flows[t] for t in range(t0, t1)]
         elif self.refiner is None:
-            filtered, windows, stacked = self._filtered(self.flows, self.summaries, t0, t1)
-            self.noise_px.append(float(np.median(temporal.summary_noise(stacked)[2:])))
+            filtered, windows = self._filtered_first(t0, t1)
         else:
             refined_ahead = min(n_frames, t1 + reach)
             if refined_ahead > self.next_refined:

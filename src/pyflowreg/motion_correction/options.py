@@ -92,9 +92,10 @@ class OFOptions:
         the data do not follow the model (e.g. read-noise-dominated or processed data).
     refine : bool or None, default None
         Estimate every flow a second time, starting from its temporally filtered first
-        estimate and regularised towards it (see :mod:`pyflowreg.core.temporal`), then filter
-        again. None takes it from ``quality_setting`` (on for quality and balanced, off for
-        fast and on for custom). Needs ``temporal_filter``.
+        estimate and regularised towards it (see
+        :func:`pyflowreg.core.optical_flow.refinement_parameters`), then filter again. None
+        takes it from ``quality_setting`` (off for fast, on otherwise). Needs
+        ``temporal_filter``.
     save_valid_idx : bool, default True
         Write ``idx.hdf`` with per-frame valid masks (T, H, W) uint8 0/255 (dataset ``ch1``).
     n_workers : int or None, default None

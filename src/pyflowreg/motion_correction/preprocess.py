@@ -52,10 +52,9 @@ class Normalization:
     def with_stabiliser(self, shift_counts, filtered_reference: np.ndarray) -> Normalization:
         """Add the transform ``sqrt(x + shift)`` for channels with a finite shift (raw counts).
 
-        The shift is clipped so that the darkest part of the image keeps a finite slope (at
-        most ``1 / (2 sqrt(MIN_SHIFT))`` times the slope at the normalised value 0); each
-        transformed channel is rescaled to [0, 1] over ``filtered_reference``, the normalised,
-        pre-filtered reference (H, W, C).
+        The shift (normalised units) is clipped to at least ``MIN_SHIFT`` so that the darkest
+        pixels keep a finite slope; each transformed channel is rescaled to [0, 1] over
+        ``filtered_reference``, the normalised, pre-filtered reference (H, W, C).
         """
         shift_counts = np.asarray(shift_counts, dtype=np.float64)
         shift = np.where(np.isfinite(shift_counts),

@@ -151,14 +151,16 @@ def build_reference(reader, options: OFOptions, *, log=None, pool=None) -> Refer
     for t0, t1 in runs:
         mean += np.asarray(reader.read(t0, t1), dtype=np.float64).sum(axis=0)
     mean = (mean / indices.size).astype(np.float32)
+    filtered_mean = prefilter_image(mean, sigma)
     norm = Normalization.from_image(
-        prefilter_image(mean, sigma), options.channel_normalization, weight=options.weight
+        filtered_mean, options.channel_normalization, weight=options.weight
     )
     noise_models = []
     if options.stabilise_noise and n_frames >= 2:
         noise_models = fit_recording_noise(reader)
         shifts = [stabilising_shift(m) if m.plausible else np.nan for m in noise_models]
-        norm = norm.with_stabiliser(shifts, prefilter_image(norm.apply(mean), sigma))
+        # Normalising and Gaussian filtering commute: the filtered mean serves both.
+        norm = norm.with_stabiliser(shifts, norm.apply(filtered_mean))
     reference = Reference(mean, norm, indices, noise_models=noise_models)
     if n_frames < 2 or indices.size < 2:
         return reference
