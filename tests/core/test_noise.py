@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pyflowreg.core.noise import fit_noise_model, pair_samples, stabilising_shift
+from pyflowreg.core.noise import (
+    NoiseModel,
+    fission,
+    fit_noise_model,
+    gradient_misfit,
+    pair_samples,
+    stabilising_shift,
+)
 from pyflowreg.motion_correction.preprocess import MIN_SHIFT, Normalization
 
 
@@ -97,3 +104,41 @@ def test_overestimated_intercept_is_clipped():
     assert stable.shift[0] == pytest.approx(MIN_SHIFT)
     out = stable.stabilise(norm.apply(image))
     assert np.isfinite(out).all()
+
+
+def test_fission_gives_independent_copies_with_the_predicted_noise():
+    # Poisson-Gaussian counts: var = gain * (x - offset) + read^2 = gain * x + intercept.
+    rng = np.random.default_rng(4)
+    gain, offset, read_noise, tau = 2.0, 100.0, 5.0, 0.5
+    rate = _tissue(rng, (96, 96))
+    clean = gain * rate + offset
+    frames = np.stack([_counts(rng, rate, gain=gain, offset=offset, read_noise=read_noise)
+                       for _ in range(40)])
+    model = NoiseModel(gain, read_noise**2 - gain * offset, 1.0, 16)
+    fit, score = fission(frames, model, np.random.default_rng(0), tau)
+    noise_fit, noise_score = fit - clean, score - clean
+    variance = gain * (clean - offset) + read_noise**2
+    # Whitened by the true per-pixel noise, the copies carry (1 + tau^2) and (1 + 1/tau^2).
+    assert np.var(noise_fit / np.sqrt(variance)) == pytest.approx(1 + tau**2, rel=0.05)
+    assert np.var(noise_score / np.sqrt(variance)) == pytest.approx(1 + 1 / tau**2, rel=0.05)
+    # Independent: their noises do not correlate (two views of the raw frame would give 1).
+    correlation = np.corrcoef(noise_fit.ravel(), noise_score.ravel())[0, 1]
+    assert abs(correlation) < 0.02
+    # Same draw, same split: the selection that uses it is reproducible.
+    again, _ = fission(frames, model, np.random.default_rng(0), tau)
+    np.testing.assert_array_equal(fit, again)
+
+
+def test_gradient_misfit_is_zero_for_equal_images_and_ignores_invalid_pixels():
+    rng = np.random.default_rng(5)
+    image = _tissue(rng, (64, 64))
+    valid = np.ones(image.shape, bool)
+    assert gradient_misfit(image, image, valid) == 0.0
+    shifted = ndimage.shift(image, (0.0, 0.5), order=3, mode="nearest")
+    assert gradient_misfit(shifted, image, valid) > 0.0
+    # A brightness offset does not change gradients; a corrupted region outside valid is unseen.
+    broken = image + 10.0
+    broken[:, :16] = 1e6
+    valid[:, :18] = False
+    assert gradient_misfit(broken, image, valid) == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(gradient_misfit(image, image, np.zeros_like(valid)))

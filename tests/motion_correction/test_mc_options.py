@@ -36,6 +36,11 @@ def test_refinement_and_stabiliser_switches():
         OFOptions(refine="yes")
     with pytest.raises(ValueError, match="stabilise_noise must be"):
         OFOptions(stabilise_noise=1)
+    assert OFOptions().select_alpha is True
+    with pytest.raises(ValueError, match="select_alpha must be"):
+        OFOptions(select_alpha="no")
+    # A plain dict (config flow_options) round-trips the switch.
+    assert OFOptions.from_dict(OFOptions(select_alpha=False).to_dict()).select_alpha is False
 
 
 def test_explicit_iterations_override_preset_and_custom_defaults_to_50():

@@ -116,6 +116,15 @@ def test_status_json_is_complete(hdf5_run):
     assert status["noise_model"]["enabled"] is True
     assert {"gain", "intercept", "r_squared", "plausible", "stabilised"} <= set(channel)
     assert channel["stabilised"] == channel["plausible"]
+    # The smoothness weight is cross-validated only under a plausible noise model.
+    selection = status["alpha_selection"]
+    if channel["plausible"]:
+        assert selection["reason"] == "cross-validated"
+        assert len(selection["candidates"]) == len(selection["gradient_misfit"]) == 3
+        assert selection["alpha"] in selection["candidates"]
+    else:
+        assert selection["reason"] == "no plausible noise model"
+        assert selection["alpha"] == [1.5, 1.5]
 
 
 def test_output_dtype_same_keeps_uint16(movie, hdf5_run, tmp_path):

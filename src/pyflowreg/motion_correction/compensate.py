@@ -8,6 +8,7 @@ output goes to a temporary file that is renamed into place only when complete, a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ from pyflowreg.io import (
     open_movie_writer,
 )
 from pyflowreg.io.fingerprint import fingerprint_matches, input_fingerprint, start_hashing
+from pyflowreg.motion_correction.alpha_selection import select_alpha
 from pyflowreg.motion_correction.options import OFOptions
 from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.preprocess import temporal_radius
@@ -231,17 +233,17 @@ class _FlowSequence:
     of the current chunk are kept, so memory does not grow with the recording.
     """
 
-    def __init__(self, reader, reference, options, sigma, radius, pool):
+    def __init__(self, reader, reference, options, params, sigma, radius, pool):
         self.reader, self.pool = reader, pool
         self.normalization, self.sigma, self.radius = reference.normalization, sigma, radius
         self.buffer_size = options.buffer_size
         self.reach = temporal.window_radius() if options.temporal_filter else 0
         fixed = reference.filtered(sigma)
-        self.estimator = FlowEstimator(fixed, options.flow_parameters, weight=options.weight)
+        self.estimator = FlowEstimator(fixed, params, weight=options.weight)
         self.refiner = None
         if options.refinement:
-            params, self.refine_top_level = refinement_parameters(options.flow_parameters)
-            self.refiner = FlowEstimator(fixed, params, weight=options.weight)
+            refine_params, self.refine_top_level = refinement_parameters(params)
+            self.refiner = FlowEstimator(fixed, refine_params, weight=options.weight)
         self.raw, self.frames = {}, {}
         self.flows, self.summaries = {}, {}  # first estimates
         self.refined, self.refined_summaries = {}, {}
@@ -365,6 +367,12 @@ def _correct(
     t_reference = time.perf_counter() - t_start
     log(f"{input_file.name}: reference from {reference.frame_indices.size} frames, "
         f"{reference.passes} pass(es), {t_reference:.1f} s")
+    selection = select_alpha(reader, reference, options.flow_parameters, sigma,
+                             weight=options.weight, pool=pool, enabled=options.select_alpha)
+    t_selection = time.perf_counter() - t_start - t_reference
+    log(f"{input_file.name}: smoothness alpha {selection.alpha[0]:g} ({selection.reason}, "
+        f"{t_selection:.1f} s)")
+    params = dataclasses.replace(options.flow_parameters, alpha=selection.alpha)
     out_dtype = reader.dtype if options.output_dtype == "same" else np.dtype(options.output_dtype)
     writers = {}
     try:
@@ -382,7 +390,7 @@ def _correct(
                 dataset_names=("u", "v"),
             )
         average = np.zeros((height, width, n_ch), dtype=np.float64)
-        flows = _FlowSequence(reader, reference, options, sigma, radius, pool)
+        flows = _FlowSequence(reader, reference, options, params, sigma, radius, pool)
         window_counts = np.zeros(len(temporal.DEFAULT_SCALES), dtype=np.int64)
         qc = RecordingQC(reference.image, reference.normalization, n_frames,
                          flow_parameters=options.flow_parameters) if options.qc else None
@@ -448,8 +456,10 @@ def _correct(
             "frames_per_window": window_counts.tolist(),
         },
         "noise_model": _noise_status(options, reference),
+        "alpha_selection": selection.as_dict(),
         "refinement": _refinement_status(flows),
-        "seconds": {"reference": round(t_reference, 3), "total": round(elapsed, 3)},
+        "seconds": {"reference": round(t_reference, 3), "alpha_selection": round(t_selection, 3),
+                    "total": round(elapsed, 3)},
         "frames_per_second": round(n_frames / elapsed, 3),
         "numba_threads": threads,
         "qc_file": QC_FILE if qc is not None else None,

@@ -90,6 +90,12 @@ class OFOptions:
         through the transform that makes their noise uniform (``sqrt(x + shift)``, see
         :mod:`pyflowreg.core.noise`). Skipped, and recorded as such in ``status.json``, when
         the data do not follow the model (e.g. read-noise-dominated or processed data).
+    select_alpha : bool, default True
+        Choose the smoothness weight per recording among ``alpha`` x (1, 2, 4) by
+        cross-validation on split frames (see :mod:`pyflowreg.motion_correction.alpha_selection`);
+        ``alpha`` itself is kept unless a larger weight fits held-out noise significantly better,
+        and always when the noise model is not plausible. The choice and the scores are in
+        ``status.json`` (``alpha_selection``).
     refine : bool or None, default None
         Estimate every flow a second time, starting from its temporally filtered first
         estimate and regularised towards it (see
@@ -133,6 +139,7 @@ class OFOptions:
     save_w: bool = False
     temporal_filter: bool = True
     stabilise_noise: bool = True
+    select_alpha: bool = True
     refine: bool | None = None
     save_valid_idx: bool = True
     n_workers: int | None = None
@@ -185,8 +192,8 @@ class OFOptions:
                 self.output_format = value
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        for name in ("save_w", "temporal_filter", "stabilise_noise", "save_valid_idx", "verbose",
-                     "qc"):
+        for name in ("save_w", "temporal_filter", "stabilise_noise", "select_alpha",
+                     "save_valid_idx", "verbose", "qc"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self.sigma = _sigma_array(self.sigma)

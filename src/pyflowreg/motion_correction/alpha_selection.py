@@ -1,0 +1,118 @@
+"""The smoothness weight of a recording, chosen by cross-validation on split frames.
+
+The best weight depends on what the tissue does: wide, smooth deformation wants a strong
+smoothness term, local deformation of 15-30 px features a weak one, and a fixed value serves one
+at the expense of the other (measured in the README, Method notes). So the weight is chosen per
+recording, from its own frames:
+
+1. a run of ``SELECTION_FRAMES`` consecutive frames from the middle of the recording is split
+   by data fission (:func:`pyflowreg.core.noise.fission`) into a fitting copy and a scoring copy
+   with independent noise, using the recording's fitted Poisson-Gaussian noise model;
+2. for each candidate (the configured ``alpha`` times ``ALPHA_FACTORS``) the first-pass flows of
+   the fitting copies are estimated and temporally filtered, as Stage 1 does;
+3. each scoring copy is warped by its flow and compared with the reference
+   (:func:`pyflowreg.core.noise.gradient_misfit`);
+4. a larger weight replaces the configured one only if it lowers the misfit by more than
+   ``MIN_Z`` standard errors of the paired per-frame differences.
+
+Without a plausible noise model (read-noise limited or processed data) the split has no model
+to follow, and the configured weight is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from pyflowreg.core import temporal
+from pyflowreg.core.noise import fission, gradient_misfit
+from pyflowreg.core.optical_flow import FlowEstimator, FlowParameters, channel_weights
+from pyflowreg.core.warping import warp_image
+from pyflowreg.motion_correction.preprocess import prefilter
+
+ALPHA_FACTORS = (1.0, 2.0, 4.0)  # candidates: the configured alpha times these
+SELECTION_FRAMES = 16
+MIN_Z = 2.0
+SEED = 0  # fixed: the same recording always gets the same weight
+
+
+@dataclass(frozen=True)
+class AlphaSelection:
+    """The smoothness weight used for a recording and how it was chosen."""
+
+    alpha: tuple[float, float]
+    reason: str
+    candidates: tuple[tuple[float, float], ...] = ()
+    misfit: tuple[float, ...] = ()  # mean per candidate, reference-grid gradient units
+    z: tuple[float, ...] = ()  # paired improvement over the configured weight, standard errors
+    frames: tuple[int, int] | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "alpha": [round(a, 6) for a in self.alpha],
+            "reason": self.reason,
+            "candidates": [[round(a, 6) for a in c] for c in self.candidates],
+            "gradient_misfit": [float(f"{m:.6g}") for m in self.misfit],
+            "z": [round(z, 3) for z in self.z],
+            "frames": list(self.frames) if self.frames is not None else None,
+        }
+
+
+def select_alpha(reader, reference, params: FlowParameters, sigma: np.ndarray, *, weight=None,
+                 pool=None, enabled: bool = True) -> AlphaSelection:
+    """Choose the smoothness weight of ``reader``'s recording (see the module docstring).
+
+    ``reference`` is the recording's :class:`~pyflowreg.motion_correction.reference.Reference`
+    (its noise models and normalisation); ``params`` the configured solver parameters.
+    """
+    configured = tuple(float(a) for a in params.alpha)
+    if not enabled:
+        return AlphaSelection(configured, "disabled")
+    models = reference.noise_models
+    if not models or not all(m.plausible for m in models):
+        return AlphaSelection(configured, "no plausible noise model")
+    n_frames = min(SELECTION_FRAMES, reader.n_frames)
+    if n_frames < 3:
+        return AlphaSelection(configured, "too few frames")
+    t0 = (reader.n_frames - n_frames) // 2
+    t1 = t0 + n_frames
+    raw = np.asarray(reader.read(t0, t1), dtype=np.float64)
+    rng = np.random.default_rng(SEED)
+    halves = [fission(raw[..., c], model, rng) for c, model in enumerate(models)]
+    norm = reference.normalization
+
+    def flow_view(frames):
+        return norm.stabilise(prefilter(norm.apply(frames.astype(np.float32)), sigma))
+
+    fit = flow_view(np.stack([h[0] for h in halves], -1))
+    score = flow_view(np.stack([h[1] for h in halves], -1))
+    fixed = reference.filtered(sigma)
+    weights = channel_weights(weight, fixed.shape[2])
+    map_fn = pool.map if pool is not None else (lambda f, items: [f(x) for x in items])
+
+    candidates, per_frame = [], []
+    for factor in ALPHA_FACTORS:
+        alpha = tuple(a * factor for a in configured)
+        estimator = FlowEstimator(fixed, dataclasses.replace(params, alpha=alpha), weight=weight)
+        flows = map_fn(estimator.estimate, list(fit))
+        summaries = np.stack([temporal.flow_summary(w) for w in flows])
+        flows, _, _ = temporal.filter_sequence(flows, summaries, range(n_frames), map_fn=map_fn)
+        misfits = []
+        for frame, w in zip(score, flows, strict=True):
+            registered, valid = warp_image(frame, w[..., 0], w[..., 1], fixed)
+            misfits.append(sum(
+                weights[c] * gradient_misfit(registered[..., c], fixed[..., c], valid)
+                for c in range(fixed.shape[2])))
+        candidates.append(alpha)
+        per_frame.append(np.asarray(misfits))
+
+    gains = [per_frame[0] - m for m in per_frame]
+    z = [0.0] + [float(g.mean() / (g.std(ddof=1) / np.sqrt(g.size)))
+                 if g.std(ddof=1) > 0 else 0.0 for g in gains[1:]]
+    means = [float(m.mean()) for m in per_frame]
+    significant = [i for i in range(1, len(candidates)) if z[i] >= MIN_Z]
+    best = min(significant, key=lambda i: means[i]) if significant else 0
+    return AlphaSelection(candidates[best], "cross-validated", tuple(candidates), tuple(means),
+                          tuple(z), (t0, t1))
