@@ -9,8 +9,9 @@ Usage:
 
 Each run is a fresh subprocess calling ``compensate_recording`` on a synthetic uint16 TIFF
 (rigid motion up to 6 px + 1.5 px non-rigid, photon noise) with ``n_workers=2``; the time covers
-everything (reading, reference construction, correction, writing). Peak RSS is the child's
-``ru_maxrss``. Inputs are cached in ``benchmarks/out/``.
+everything (reading, reference construction, the choice of alpha, correction, writing); "alpha s"
+and "alpha" are the seconds spent choosing the smoothness weight and the weight chosen. Peak
+RSS is the child's ``ru_maxrss``. Inputs are cached in ``benchmarks/out/``.
 
 The last columns are not measured here: reference figures of another tool, the reference
 pyflowreg implementation, typed in as quoted in this project's issue 3 (whole recordings, 2
@@ -49,6 +50,8 @@ wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
 status = json.load(open(dst + "/status.json"))
 print(json.dumps({"wall": wall, "cpu": cpu, "n_frames": status["n_frames"],
                   "reference_s": status["seconds"]["reference"],
+                  "alpha_selection_s": status["seconds"].get("alpha_selection", 0.0),
+                  "alpha": status.get("alpha_selection", {}).get("alpha", [None])[0],
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -92,7 +95,8 @@ def main() -> None:
         compare_qc(args)
         return
     header = (f"{'size':>5} {'frames':>6} {'preset':>9} {'fps':>7} {'CPU-s/frame':>11} "
-              f"{'ref s':>7} {'ref %':>5} {'peak RSS MB':>11} {'quoted ref fps':>14} {'ratio':>7}")
+              f"{'ref s':>7} {'ref %':>5} {'alpha s':>7} {'alpha':>5} {'peak RSS MB':>11} "
+              f"{'quoted ref fps':>14} {'ratio':>7}")
     print(header)
     print("-" * len(header))
     print(f"(quoted ref fps: not measured here; {QUOTED_SOURCE}; {QUOTED_REFERENCE_FPS})")
@@ -106,7 +110,7 @@ def main() -> None:
         base = QUOTED_REFERENCE_FPS.get((size, n_frames, preset))
         print(f"{size:>5} {n_frames:>6} {preset:>9} {fps:7.2f} {r['cpu'] / r['n_frames']:11.4f} "
               f"{r['reference_s']:7.1f} {100 * r['reference_s'] / r['wall']:5.0f} "
-              f"{r['peak_rss_mb']:11.0f} "
+              f"{r['alpha_selection_s']:7.1f} {r['alpha'] or 0:5g} {r['peak_rss_mb']:11.0f} "
               f"{base if base else '-':>14} {f'{fps / base:.1f}x' if base else '-':>7}",
               flush=True)
 
