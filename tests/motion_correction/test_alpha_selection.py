@@ -7,7 +7,11 @@ import dataclasses
 import pytest
 
 from pyflowreg.io import open_movie
-from pyflowreg.motion_correction.alpha_selection import ALPHA_FACTORS, select_alpha
+from pyflowreg.motion_correction.alpha_selection import (
+    ALPHA_FACTORS,
+    MIN_RECORDING_FRAMES,
+    select_alpha,
+)
 from pyflowreg.motion_correction.options import OFOptions
 from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.reference import build_reference
@@ -32,10 +36,11 @@ def recordings(tmp_path_factory):
     return out
 
 
-def _select(reader, reference, params=None, pool=None, **kwargs):
+def _select(reader, reference, params=None, pool=None, min_frames=16, **kwargs):
+    # 24-frame recordings keep the suite fast; Stage 1 skips the choice below 100 frames.
     sigma = OPTIONS.channel_sigma(reader.n_channels)
     return select_alpha(reader, reference, params or OPTIONS.flow_parameters, sigma, pool=pool,
-                        **kwargs)
+                        min_frames=min_frames, **kwargs)
 
 
 def test_wide_deformation_gets_a_larger_weight_the_same_with_any_pool(recordings):
@@ -69,3 +74,6 @@ def test_weight_kept_without_a_plausible_noise_model_or_when_disabled(recordings
     disabled = _select(reader, reference, enabled=False)
     assert disabled.reason == "disabled" and disabled.alpha == OPTIONS.flow_parameters.alpha
     assert disabled.as_dict()["frames"] is None
+    short = _select(reader, reference, min_frames=MIN_RECORDING_FRAMES)
+    assert short.reason == f"recording shorter than {MIN_RECORDING_FRAMES} frames"
+    assert short.alpha == OPTIONS.flow_parameters.alpha

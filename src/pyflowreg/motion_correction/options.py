@@ -94,7 +94,8 @@ class OFOptions:
         Choose the smoothness weight per recording among ``alpha`` x (1, 2, 4) by
         cross-validation on split frames (see :mod:`pyflowreg.motion_correction.alpha_selection`);
         ``alpha`` itself is kept unless a larger weight fits held-out noise significantly better,
-        and always when the noise model is not plausible. The choice and the scores are in
+        and always when the noise model is not plausible or the recording has fewer than 100
+        frames. The choice and the scores are in
         ``status.json`` (``alpha_selection``).
     refine : bool or None, default None
         Estimate every flow a second time, starting from its temporally filtered first
