@@ -32,7 +32,7 @@ from pyflowreg.core import temporal
 from pyflowreg.core.noise import fission, gradient_misfit
 from pyflowreg.core.optical_flow import FlowEstimator, FlowParameters, channel_weights
 from pyflowreg.core.warping import warp_image
-from pyflowreg.motion_correction.preprocess import prefilter
+from pyflowreg.motion_correction.parallel import FramePool
 
 ALPHA_FACTORS = (1.0, 2.0, 4.0)  # candidates: the configured alpha times these
 SELECTION_FRAMES = 16
@@ -78,8 +78,9 @@ def select_alpha(reader, reference, params: FlowParameters, sigma: np.ndarray, *
     models = reference.noise_models
     if not models or not all(m.plausible for m in models):
         return AlphaSelection(configured, "no plausible noise model")
-    if reader.n_frames < max(min_frames, 3):
-        return AlphaSelection(configured, f"recording shorter than {max(min_frames, 3)} frames")
+    min_frames = max(min_frames, 3)  # the paired test needs a few frames
+    if reader.n_frames < min_frames:
+        return AlphaSelection(configured, f"recording shorter than {min_frames} frames")
     n_frames = min(SELECTION_FRAMES, reader.n_frames)
     t0 = (reader.n_frames - n_frames) // 2
     t1 = t0 + n_frames
@@ -87,23 +88,20 @@ def select_alpha(reader, reference, params: FlowParameters, sigma: np.ndarray, *
     rng = np.random.default_rng(SEED)
     halves = [fission(raw[..., c], model, rng) for c, model in enumerate(models)]
     norm = reference.normalization
-
-    def flow_view(frames):
-        return norm.stabilise(prefilter(norm.apply(frames.astype(np.float32)), sigma))
-
-    fit = flow_view(np.stack([h[0] for h in halves], -1))
-    score = flow_view(np.stack([h[1] for h in halves], -1))
+    fit = norm.flow_view(np.stack([h[0] for h in halves], -1), sigma)
+    score = norm.flow_view(np.stack([h[1] for h in halves], -1), sigma)
     fixed = reference.filtered(sigma)
     weights = channel_weights(weight, fixed.shape[2])
-    map_fn = pool.map if pool is not None else (lambda f, items: [f(x) for x in items])
+    pool = pool if pool is not None else FramePool(1)
 
     candidates, per_frame = [], []
     for factor in ALPHA_FACTORS:
         alpha = tuple(a * factor for a in configured)
         estimator = FlowEstimator(fixed, dataclasses.replace(params, alpha=alpha), weight=weight)
-        flows = map_fn(estimator.estimate, list(fit))
+        flows = pool.map(estimator.estimate, list(fit))
         summaries = np.stack([temporal.flow_summary(w) for w in flows])
-        flows, _, _ = temporal.filter_sequence(flows, summaries, range(n_frames), map_fn=map_fn)
+        flows, _, _ = temporal.filter_sequence(flows, summaries, range(n_frames),
+                                               map_fn=pool.map)
         misfits = []
         for frame, w in zip(score, flows, strict=True):
             registered, valid = warp_image(frame, w[..., 0], w[..., 1], fixed)

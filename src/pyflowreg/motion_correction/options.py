@@ -95,8 +95,7 @@ class OFOptions:
         cross-validation on split frames (see :mod:`pyflowreg.motion_correction.alpha_selection`);
         ``alpha`` itself is kept unless a larger weight fits held-out noise significantly better,
         and always when the noise model is not plausible or the recording has fewer than 100
-        frames. The choice and the scores are in
-        ``status.json`` (``alpha_selection``).
+        frames. The choice and the scores are in ``status.json`` (``alpha_selection``).
     refine : bool or None, default None
         Estimate every flow a second time, starting from its temporally filtered first
         estimate and regularised towards it (see

@@ -82,6 +82,11 @@ class Normalization:
             channel *= self.stable_scale[c]
         return filtered
 
+    def flow_view(self, frames: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """What the flow is estimated on: raw (T, H, W, C) frames normalised, pre-filtered
+        (sigma (C, 3), see :func:`prefilter`) and passed through the noise transform."""
+        return self.stabilise(prefilter(self.apply(frames), sigma))
+
     def apply(self, frames: np.ndarray) -> np.ndarray:
         """Normalised float32 copy of (..., C) frames."""
         return ((np.asarray(frames, dtype=np.float32) - self.offset) * self.scale).astype(

@@ -26,7 +26,6 @@ from pyflowreg.motion_correction.options import OFOptions
 from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.preprocess import (
     Normalization,
-    prefilter,
     prefilter_image,
     temporal_radius,
 )
@@ -85,7 +84,7 @@ def read_filtered(reader, t0: int, t1: int, norm: Normalization, sigma: np.ndarr
     """
     lo, hi = max(0, t0 - radius), min(reader.n_frames, t1 + radius)
     raw = np.asarray(reader.read(lo, hi), dtype=np.float32)
-    filtered = norm.stabilise(prefilter(norm.apply(raw), sigma))
+    filtered = norm.flow_view(raw, sigma)
     return raw[t0 - lo : t1 - lo], filtered[t0 - lo : t1 - lo]
 
 
