@@ -97,6 +97,31 @@ def test_array_task_outside_the_session_is_an_error(small_root):
     assert not config.output_root_path.exists()
 
 
+def test_array_task_checks_the_whole_session_before_any_output(tmp_path):
+    """A frame-size mismatch elsewhere in the session stops every task, as in the workflow."""
+    _write_movie(tmp_path / "rec_00.tif", (6, 48, 48), seed=0)
+    _write_movie(tmp_path / "rec_01.tif", (6, 48, 48), seed=1)
+    _write_movie(tmp_path / "rec_02.tif", (6, 40, 48), seed=2)
+    config = _config(tmp_path)
+    with pytest.raises(ValueError, match="rec_02.tif"):
+        run_stage1_array(config, task_id=1, log=_quiet)
+    with pytest.raises(ConfigError, match="rec_99.tif"):
+        run_stage1_array(_config(tmp_path, center="rec_99.tif", pattern="rec_0[01].tif"),
+                         task_id=1, log=_quiet)
+    assert not config.output_root_path.exists()
+
+
+def test_unreadable_recording_fails_only_its_own_array_task(tmp_path):
+    _write_movie(tmp_path / "rec_00.tif", (6, 32, 32), seed=0)
+    (tmp_path / "rec_01.tif").write_bytes(b"this is not a tiff file")
+    config = _config(tmp_path)
+    with pytest.raises((ValueError, OSError), match="rec_01.tif"):
+        run_stage1_array(config, task_id=2, log=_quiet)
+    assert not (config.output_root_path / "rec_01").exists()
+    folder = run_stage1_array(config, task_id=1, log=_quiet)
+    assert (folder / "status.json").is_file()
+
+
 def test_array_job_without_task_id_is_an_error(small_root, monkeypatch):
     for name in ("SLURM_ARRAY_TASK_ID", "SGE_TASK_ID", "PBS_ARRAY_INDEX", "PBS_ARRAYID"):
         monkeypatch.delenv(name, raising=False)

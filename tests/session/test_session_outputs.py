@@ -98,6 +98,8 @@ def test_w_to_reference_holds_u_and_v_float32(done):
             np.testing.assert_array_equal(data["u"], done["fields"][i][..., 0])
             np.testing.assert_array_equal(data["v"], done["fields"][i][..., 1])
         info = json.loads((folder / "w_to_reference.json").read_text())
+        # The center is named by its stem, as in qc/session.json and the workflow's files.
+        assert info["provenance"]["center"] == done["center_file"].stem
         if i == CENTER:
             assert info["kept"] == "center"
         else:

@@ -127,6 +127,11 @@ def run_stage1_array(
 
     ``task_id`` defaults to :func:`~pyflowreg.session.config.get_array_task_id`
     (``SLURM_ARRAY_TASK_ID``, ``SGE_TASK_ID``, ``PBS_ARRAY_INDEX``/``PBS_ARRAYID``).
+
+    Like the workflow, every task first checks the whole session (headers only): recordings of
+    different frame size or channel count and a bad ``center`` stop every task before any output
+    is written, while a recording that cannot be read fails only its own task, so the other
+    tasks of the array still finish.
     """
     config.validate()
     if task_id is None:
@@ -142,4 +147,6 @@ def run_stage1_array(
             f"array task id {task_id} is outside 1..{len(files)} (the session has {len(files)} "
             "recordings)"
         )
+    check_recordings(files, skip_unreadable=True)
+    config.resolve_center(files)
     return compensate_session_recording(config, files[task_id - 1], log=log)

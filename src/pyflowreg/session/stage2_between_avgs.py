@@ -214,8 +214,11 @@ def align_to_center(
 ) -> np.ndarray:
     """Stage 2 for one recording: compute (or reuse) and save ``w_to_reference.npz``.
 
-    ``params`` holds sigma_smooth, cc_upsample, alpha_between, iterations_between. Returns the
-    field (H, W, 2) float32.
+    ``params`` holds sigma_smooth, cc_upsample, alpha_between, iterations_between.
+    ``center_name`` is the center recording's stem (``rec_01`` for ``rec_01.tif``), as the
+    workflow and ``qc/session.json`` name it, so the API and the workflow write the same
+    provenance and the API's resume accepts what the workflow computed. Returns the field
+    (H, W, 2) float32.
     """
     out_folder = Path(out_folder)
     provenance = {
@@ -267,7 +270,7 @@ def run_stage2(config: SessionConfig) -> tuple[int, Path, list[np.ndarray]]:
     fields = [
         align_to_center(
             averages[middle_idx], avg, config.output_folder(p), params,
-            is_center=(i == middle_idx), center_name=center_file.name, resume=config.resume,
+            is_center=(i == middle_idx), center_name=center_file.stem, resume=config.resume,
         )
         for i, (p, avg) in enumerate(zip(files, averages, strict=True))
     ]
