@@ -211,3 +211,17 @@ def test_top_level_skips_coarse_levels():
     full = epe(est.estimate(m), w_true)
     assert epe(est.estimate(m, top_level=0), w_true) > 3 * full
     assert epe(est.estimate(m, uv=w_true, top_level=0), w_true) < 1.5 * full
+
+
+def test_level_workspace_reuse_does_not_leak_between_estimates():
+    # The solver's padded arrays are reused by the thread: a smaller image in between (views of
+    # the same buffer, stale values at the old borders) must not change the next result.
+    rng = np.random.default_rng(5)
+    big = ndimage.gaussian_filter(rng.random((90, 120)), 2).astype(np.float32)
+    small = ndimage.gaussian_filter(rng.random((37, 41)), 2).astype(np.float32)
+    params = FlowParameters(min_level=0, iterations=10, a_smooth=0.8)
+    estimator = FlowEstimator(big, params)
+    moving = np.roll(big, 1, axis=1)
+    first = estimator.estimate(moving)
+    FlowEstimator(small, params).estimate(np.roll(small, 2, axis=0))
+    np.testing.assert_array_equal(estimator.estimate(moving), first)

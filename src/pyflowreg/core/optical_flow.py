@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -267,16 +268,9 @@ class FlowEstimator:
         variational.motion_tensor(
             fixed_level, warped, inside, p.const_assumption == "gc", tensor
         )
-        padded = (h + 2, w + 2)
-        u_pad = np.zeros(padded, dtype=np.float32)
-        v_pad = np.zeros(padded, dtype=np.float32)
+        u_pad, v_pad, du, dv, *work = _level_workspace(h, w)
         u_pad[1:-1, 1:-1] = smooth_u_px
         v_pad[1:-1, 1:-1] = smooth_v_px
-        du = np.zeros(padded, dtype=np.float32)
-        dv = np.zeros(padded, dtype=np.float32)
-        work = [np.zeros(padded, dtype=np.float32) for _ in range(10)]
-        work.append(np.zeros((2 * (h + 2), w + 2), dtype=np.float32))
-        work.append(np.zeros(padded, dtype=np.int32))
         solve = (
             variational.solve_level_parallel if use_parallel(h * w)
             else variational.solve_level_serial
@@ -295,6 +289,40 @@ class FlowEstimator:
             variational.median_filter_5x5(dv, dv_f)
             du, dv = du_f, dv_f
         return du, dv
+
+
+# Padded (H + 2, W + 2) arrays of _solve_level: 14 float32 (u, v, du, dv, 10 solver work arrays),
+# one float32 scratch of twice the rows, one int32 scratch.
+_N_PADDED_FLOAT = 16
+_workspace = threading.local()
+
+
+def _level_workspace(h: int, w: int) -> list[np.ndarray]:
+    """The padded arrays of one level, from a buffer the calling thread keeps between calls.
+
+    Allocating and zeroing 16 padded arrays per level cost about a tenth of an estimate. Each
+    thread (frames run on several) keeps one buffer, sized for the largest level it has seen,
+    and takes contiguous views of it. Everything the solver reads before writing is zeroed here:
+    the increments, and the one-pixel border of every array (the smoothness weights across the
+    domain border must be zero); interiors of the other work arrays are written first.
+    """
+    n_padded = (h + 2) * (w + 2)
+    floats = getattr(_workspace, "floats", None)
+    if floats is None or floats.size < _N_PADDED_FLOAT * n_padded:
+        floats = _workspace.floats = np.empty(_N_PADDED_FLOAT * n_padded, dtype=np.float32)
+        _workspace.ints = np.empty(n_padded, dtype=np.int32)
+    arrays = [floats[i * n_padded : (i + 1) * n_padded].reshape(h + 2, w + 2)
+              for i in range(14)]
+    arrays.append(floats[14 * n_padded : 16 * n_padded].reshape(2 * (h + 2), w + 2))
+    arrays.append(_workspace.ints[:n_padded].reshape(h + 2, w + 2))
+    for array in arrays[:14]:
+        array[0, :] = 0.0
+        array[-1, :] = 0.0
+        array[:, 0] = 0.0
+        array[:, -1] = 0.0
+    arrays[2].fill(0.0)  # du
+    arrays[3].fill(0.0)  # dv
+    return arrays
 
 
 def _checked_flow(flow, name: str, shape: tuple[int, int]) -> np.ndarray | None:

@@ -348,28 +348,48 @@ def solve_level_parallel(
                          new_u, new_v)
 
 
-def _median25_network() -> np.ndarray:
-    """Compare-exchange pairs (i, j), i < j, after which slot 12 of 25 values holds their median.
-
-    Batcher's odd-even merge sort for 32 inputs, with the comparators that touch the 7 (+inf)
-    padding slots dropped and then every comparator that cannot reach slot 12 pruned (113 remain).
-    """
-    n = 32
+def _batcher_pairs(n: int) -> list[tuple[int, int]]:
+    """Compare-exchange pairs of Batcher's odd-even merge sort of ``n`` inputs (padded to a power
+    of two with +inf slots, whose comparators are dropped)."""
+    n_padded = 1 << max(0, (n - 1).bit_length())
     pairs = []
     p = 1
-    while p < n:
+    while p < n_padded:
         k = p
         while k >= 1:
-            for j in range(k % p, n - k, 2 * k):
-                for i in range(min(k, n - j - k)):
+            for j in range(k % p, n_padded - k, 2 * k):
+                for i in range(min(k, n_padded - j - k)):
                     if (i + j) // (2 * p) == (i + j + k) // (2 * p):
                         pairs.append((i + j, i + j + k))
             k //= 2
         p *= 2
-    pairs = [(i, j) for i, j in pairs if j < 25]
+    return [(i, j) for i, j in pairs if j < n]
+
+
+def _median25_network() -> np.ndarray:
+    """Compare-exchange pairs (i, j), i < j, after which slot 12 holds the median of 25 values
+    given as five sorted columns (slots 5c .. 5c + 4 ascending).
+
+    Batcher's network for 25 inputs, without the comparators that never swap on sorted columns
+    and then without those that cannot reach slot 12 (85 remain, against 113 for unsorted
+    input). A comparator never swaps on any real input with sorted columns if it never swaps on
+    the 0-1 inputs with sorted columns (threshold the input between the two values it would
+    swap: thresholding commutes with the network and keeps the columns sorted), so checking
+    the 6**5 0-1 inputs is a proof.
+    """
+    counts = np.array(np.meshgrid(*[np.arange(6)] * 5, indexing="ij")).reshape(5, -1).T
+    slots = np.arange(5)
+    values = np.concatenate([slots[None, :] >= 5 - counts[:, c : c + 1] for c in range(5)],
+                            axis=1)
+    active = []
+    for i, j in _batcher_pairs(25):
+        low, high = values[:, i], values[:, j]
+        if np.any(low > high):
+            active.append((i, j))
+            values[:, i], values[:, j] = low & high, low | high
     needed = {12}
     kept = []
-    for i, j in reversed(pairs):
+    for i, j in reversed(active):
         if i in needed or j in needed:
             kept.append((i, j))
             needed |= {i, j}
@@ -377,22 +397,37 @@ def _median25_network() -> np.ndarray:
 
 
 MEDIAN25_NETWORK = _median25_network()
+SORT5_NETWORK = np.array(_batcher_pairs(5), dtype=np.int64)
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _median_rows(src, network, out, y0, y1):
+def _median_rows(src, network, sort5, out, y0, y1):
     height, width = src.shape
-    # One row of 25 window values per pixel, so every compare-exchange runs over the whole row at
-    # once (SIMD) instead of sorting 25 values pixel by pixel.
+    # Per row: the five source rows around it, border-replicated by two columns and sorted
+    # column by column (each sorted column serves five windows), then one row of 25 window
+    # values per pixel, so every compare-exchange runs over the whole row at once (SIMD).
+    columns = np.empty((5, width + 4), dtype=np.float32)
     window = np.empty((25, width), dtype=np.float32)
     for y in range(y0, y1):
-        n = 0
-        for dy in range(-2, 3):
-            yy = min(max(y + dy, 0), height - 1)
-            for dx in range(-2, 3):
+        for dy in range(5):
+            yy = min(max(y + dy - 2, 0), height - 1)
+            for x in range(width):
+                columns[dy, x + 2] = src[yy, x]
+            for x in range(2):
+                columns[dy, x] = src[yy, 0]
+                columns[dy, width + 2 + x] = src[yy, width - 1]
+        for k in range(sort5.shape[0]):
+            i = sort5[k, 0]
+            j = sort5[k, 1]
+            for x in range(width + 4):
+                a = columns[i, x]
+                b = columns[j, x]
+                columns[i, x] = min(a, b)
+                columns[j, x] = max(a, b)
+        for dx in range(5):
+            for dy in range(5):
                 for x in range(width):
-                    window[n, x] = src[yy, min(max(x + dx, 0), width - 1)]
-                n += 1
+                    window[5 * dx + dy, x] = columns[dy, x + dx]
         for k in range(network.shape[0]):
             i = network[k, 0]
             j = network[k, 1]
@@ -406,21 +441,21 @@ def _median_rows(src, network, out, y0, y1):
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def _median_serial(src, network, out):
-    _median_rows(src, network, out, 0, src.shape[0])
+def _median_serial(src, network, sort5, out):
+    _median_rows(src, network, sort5, out, 0, src.shape[0])
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def _median_parallel(src, network, out, n_threads):
+def _median_parallel(src, network, sort5, out, n_threads):
     height = src.shape[0]
     step = (height + n_threads - 1) // n_threads
     for t in prange(n_threads):
-        _median_rows(src, network, out, t * step, min(height, (t + 1) * step))
+        _median_rows(src, network, sort5, out, t * step, min(height, (t + 1) * step))
 
 
 def median_filter_5x5(src: np.ndarray, out: np.ndarray) -> None:
     """5x5 median of an (H, W) float32 array into ``out``, with replicated borders."""
     if use_parallel(src.size):
-        _median_parallel(src, MEDIAN25_NETWORK, out, get_num_threads())
+        _median_parallel(src, MEDIAN25_NETWORK, SORT5_NETWORK, out, get_num_threads())
     else:
-        _median_serial(src, MEDIAN25_NETWORK, out)
+        _median_serial(src, MEDIAN25_NETWORK, SORT5_NETWORK, out)
