@@ -401,6 +401,19 @@ SORT5_NETWORK = np.array(_batcher_pairs(5), dtype=np.int64)
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _compare_exchange_rows(rows, network):
+    # Each (i, j) of the network puts min and max of rows i and j, element-wise, into i and j.
+    for k in range(network.shape[0]):
+        i = network[k, 0]
+        j = network[k, 1]
+        for x in range(rows.shape[1]):
+            a = rows[i, x]
+            b = rows[j, x]
+            rows[i, x] = min(a, b)
+            rows[j, x] = max(a, b)
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _median_rows(src, network, sort5, out, y0, y1):
     height, width = src.shape
     # Per row: the five source rows around it, border-replicated by two columns and sorted
@@ -416,26 +429,12 @@ def _median_rows(src, network, sort5, out, y0, y1):
             for x in range(2):
                 columns[dy, x] = src[yy, 0]
                 columns[dy, width + 2 + x] = src[yy, width - 1]
-        for k in range(sort5.shape[0]):
-            i = sort5[k, 0]
-            j = sort5[k, 1]
-            for x in range(width + 4):
-                a = columns[i, x]
-                b = columns[j, x]
-                columns[i, x] = min(a, b)
-                columns[j, x] = max(a, b)
+        _compare_exchange_rows(columns, sort5)
         for dx in range(5):
             for dy in range(5):
                 for x in range(width):
                     window[5 * dx + dy, x] = columns[dy, x + dx]
-        for k in range(network.shape[0]):
-            i = network[k, 0]
-            j = network[k, 1]
-            for x in range(width):
-                a = window[i, x]
-                b = window[j, x]
-                window[i, x] = min(a, b)
-                window[j, x] = max(a, b)
+        _compare_exchange_rows(window, network)
         for x in range(width):
             out[y, x] = window[12, x]
 
