@@ -38,6 +38,22 @@ def test_flow_summary_separates_rigid_and_block_means():
     assert abs(summary[2::2].mean()) < 1e-6 and np.abs(summary[2:]).max() > 0.1
 
 
+@pytest.mark.parametrize("shape", [(256, 256), (97, 130), (3, 5), (2, 9), (1, 1)])
+def test_flow_summary_equals_tile_means_on_any_shape(shape):
+    # Written out tile by tile, as the summary is defined; tiles of no pixel are left out.
+    w = np.random.default_rng(1).normal(0.5, 3.0, (*shape, 2)).astype(np.float32)
+    rigid = w.astype(np.float64).mean(axis=(0, 1))
+    rows = np.linspace(0, shape[0], temporal.SUMMARY_BLOCKS + 1).astype(int)
+    cols = np.linspace(0, shape[1], temporal.SUMMARY_BLOCKS + 1).astype(int)
+    expected = [rigid]
+    for r0, r1 in zip(rows[:-1], rows[1:], strict=True):
+        for c0, c1 in zip(cols[:-1], cols[1:], strict=True):
+            if r1 > r0 and c1 > c0:
+                expected.append(w[r0:r1, c0:c1].astype(np.float64).mean(axis=(0, 1)) - rigid)
+    np.testing.assert_allclose(temporal.flow_summary(w), np.concatenate(expected),
+                               rtol=0, atol=1e-12)
+
+
 def test_summary_noise_ignores_smooth_motion_and_recovers_white_noise():
     rng = np.random.default_rng(0)
     t = np.arange(400)
