@@ -42,13 +42,14 @@ def flow_summary(w: np.ndarray, blocks: int = SUMMARY_BLOCKS) -> np.ndarray:
 
     Returns
     -------
-    (2 + 2 * blocks**2,) float64
+    (2 + 2 * n_tiles,) float64
+        ``n_tiles`` is ``blocks**2``, fewer for fields with fewer rows or columns than blocks.
     """
     w = np.asarray(w)
     height, width = w.shape[:2]
-    # Tile edges; np.unique drops the empty tiles of images with fewer rows or columns than
-    # blocks. Summing per tile with reduceat reads the field once (17 strided means read it
-    # twice and cost ~15x more, on the main thread of Stage 1, twice per frame).
+    # np.unique drops the empty tiles of fields with fewer rows or columns than blocks. reduceat
+    # sums every tile in one pass over the field: Stage 1 calls this twice per frame on its
+    # main thread, where a slow summary holds back the workers.
     rows = np.unique(np.linspace(0, height, blocks + 1).astype(int))
     cols = np.unique(np.linspace(0, width, blocks + 1).astype(int))
     column_sums = np.add.reduceat(w, cols[:-1], axis=1, dtype=np.float64)
