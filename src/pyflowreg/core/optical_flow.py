@@ -291,9 +291,9 @@ class FlowEstimator:
         return du, dv
 
 
-# Padded (H + 2, W + 2) arrays of _solve_level: 14 float32 (u, v, du, dv, 10 solver work arrays),
-# one float32 scratch of twice the rows, one int32 scratch.
-_N_PADDED_FLOAT = 16
+# Padded (H + 2, W + 2) arrays of _solve_level: u, v, du, dv and 10 solver work arrays (float32),
+# then one float32 scratch of twice the rows and one int32 scratch.
+_N_SOLVER_ARRAYS = 14
 _workspace = threading.local()
 
 
@@ -307,15 +307,16 @@ def _level_workspace(h: int, w: int) -> list[np.ndarray]:
     domain border must be zero); interiors of the other work arrays are written first.
     """
     n_padded = (h + 2) * (w + 2)
+    n_floats = (_N_SOLVER_ARRAYS + 2) * n_padded  # the scratch has twice the rows
     floats = getattr(_workspace, "floats", None)
-    if floats is None or floats.size < _N_PADDED_FLOAT * n_padded:
-        floats = _workspace.floats = np.empty(_N_PADDED_FLOAT * n_padded, dtype=np.float32)
+    if floats is None or floats.size < n_floats:
+        floats = _workspace.floats = np.empty(n_floats, dtype=np.float32)
         _workspace.ints = np.empty(n_padded, dtype=np.int32)
     arrays = [floats[i * n_padded : (i + 1) * n_padded].reshape(h + 2, w + 2)
-              for i in range(14)]
-    arrays.append(floats[14 * n_padded : 16 * n_padded].reshape(2 * (h + 2), w + 2))
+              for i in range(_N_SOLVER_ARRAYS)]
+    arrays.append(floats[_N_SOLVER_ARRAYS * n_padded : n_floats].reshape(2 * (h + 2), w + 2))
     arrays.append(_workspace.ints[:n_padded].reshape(h + 2, w + 2))
-    for array in arrays[:14]:
+    for array in arrays[:_N_SOLVER_ARRAYS]:
         array[0, :] = 0.0
         array[-1, :] = 0.0
         array[:, 0] = 0.0
