@@ -123,6 +123,23 @@ def test_filter_frame_matches_numpy_reference(t):
     )
 
 
+def test_filter_frame_rounds_like_numpy_accumulation():
+    # The fused accumulation must give the very fields numpy's float32 sum gave, so Stage 1's
+    # outputs do not change with it.
+    rng = np.random.default_rng(6)
+    flows = [rng.normal(size=(33, 41, 2)).astype(np.float32) for _ in range(30)]
+    rigid = np.stack([w.mean(axis=(0, 1), dtype=np.float64) for w in flows])
+    t, sigma = 14, 4.5
+    k = temporal._kernel(sigma, np.arange(30) - t)
+    support = np.flatnonzero(k)
+    k = k[support] / k[support].sum()
+    expected = np.multiply(flows[support[0]], np.float32(k[0]), dtype=np.float32)
+    for weight, s in zip(k[1:], support[1:], strict=True):
+        expected += np.float32(weight) * flows[s]
+    expected += (rigid[t] - k @ rigid[support]).astype(np.float32)
+    np.testing.assert_array_equal(temporal.filter_frame(flows, t, sigma, rigid), expected)
+
+
 def test_rigid_jitter_survives_noisy_fields():
     # Rigid jumps of ~1 px every frame on top of noisy estimates: the rigid window is judged
     # against the noise of a whole-field average, so the jumps are kept, not averaged away.

@@ -353,6 +353,17 @@ def _level_prior(prior, shape):
 # whole pyramid and leaving out the median filter costs < 0.002 px.
 REFINE_ALPHA_FACTOR = 8.0
 REFINE_LEVELS = 2
+# A first pass that a refinement follows stops this many levels above the final one: its finest
+# level costs about a third of it, and what it finds there the refinement re-estimates. Measured
+# (README, Method notes): Stage 1 11-19 % less CPU; real tissue 5 % and smooth and jitter 1-4 %
+# more accurate, local deformation 2-4 % less.
+FIRST_PASS_LEVELS_ABOVE_FINAL = 1
+
+
+def first_pass_parameters(params: FlowParameters) -> FlowParameters:
+    """Parameters of the first pass that a refinement with ``refinement_parameters(params)``
+    follows: the same, stopping ``FIRST_PASS_LEVELS_ABOVE_FINAL`` levels above the final one."""
+    return dataclasses.replace(params, min_level=params.min_level + FIRST_PASS_LEVELS_ABOVE_FINAL)
 
 
 def refinement_parameters(params: FlowParameters) -> tuple[FlowParameters, int]:

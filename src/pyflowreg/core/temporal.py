@@ -16,6 +16,7 @@ Fields are (H, W, 2) float32 in pixels, ``w[..., 0] = u`` (x), ``w[..., 1] = v``
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 DEFAULT_SCALES = (0.0, 1.0, 2.0, 3.0, 4.5, 6.0)  # Gaussian window sigmas (frames); 0: the frame
 DEFAULT_GAMMA = 2.5  # ICI threshold in standard deviations
@@ -178,10 +179,21 @@ def filter_frame(flows, t: int, sigma: float, rigid=None, rigid_sigma: float = 0
     k = k[support] / k[support].sum()
     # sum_s k_s (w_s - r_s) + target: the weighted mean field moved to the chosen rigid part.
     out = np.multiply(flows[support[0]], np.float32(k[0]), dtype=np.float32)
+    flat_out = out.reshape(-1)
     for weight, s in zip(k[1:], support[1:], strict=True):
-        out += np.float32(weight) * np.asarray(flows[s], dtype=np.float32)
+        flow = np.ascontiguousarray(flows[s], dtype=np.float32).reshape(-1)
+        _add_scaled(flat_out, np.float32(weight), flow)
     out += (target - k @ rigid[support]).astype(np.float32)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _add_scaled(out, weight, flow):
+    # out += weight * flow in one pass over memory (numpy makes a temporary and takes three).
+    # No fastmath: the product is rounded to float32 before the sum, as numpy does, so the
+    # filtered fields do not depend on which of the two ran.
+    for i in range(out.size):
+        out[i] += weight * flow[i]
 
 
 def filter_sequence(flows, summaries, frames, *, scales=DEFAULT_SCALES,

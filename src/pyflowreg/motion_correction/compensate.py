@@ -21,7 +21,12 @@ import numpy as np
 
 from pyflowreg import __version__
 from pyflowreg.core import temporal
-from pyflowreg.core.optical_flow import FlowEstimator, channel_weights, refinement_parameters
+from pyflowreg.core.optical_flow import (
+    FlowEstimator,
+    channel_weights,
+    first_pass_parameters,
+    refinement_parameters,
+)
 from pyflowreg.core.threads import available_cpus, set_numba_threads
 from pyflowreg.core.warping import warp_image
 from pyflowreg.io import (
@@ -239,7 +244,8 @@ class _FlowSequence:
         self.buffer_size = options.buffer_size
         self.reach = temporal.window_radius() if options.temporal_filter else 0
         fixed = reference.filtered(sigma)
-        self.estimator = FlowEstimator(fixed, params, weight=options.weight)
+        first_pass = first_pass_parameters(params) if options.refinement else params
+        self.estimator = FlowEstimator(fixed, first_pass, weight=options.weight)
         self.refiner = None
         if options.refinement:
             refine_params, self.refine_top_level = refinement_parameters(params)
@@ -352,7 +358,8 @@ def _refinement_status(flows: _FlowSequence) -> dict:
         return {"enabled": False}
     params = flows.refiner.params
     return {"enabled": True, "alpha": list(params.alpha), "iterations": params.iterations,
-            "start_level": flows.refine_top_level, "final_level": params.min_level}
+            "start_level": flows.refine_top_level, "final_level": params.min_level,
+            "first_pass_final_level": flows.estimator.min_level}
 
 
 def _correct(
@@ -367,6 +374,8 @@ def _correct(
     t_reference = time.perf_counter() - t_start
     log(f"{input_file.name}: reference from {reference.frame_indices.size} frames, "
         f"{reference.passes} pass(es), {t_reference:.1f} s")
+    # Judged on the full first pass, not on Stage 1's shortened one: on that one larger weights
+    # gain less and the choice fell short (README, Method notes).
     selection = select_alpha(reader, reference, options.flow_parameters, sigma,
                              weight=options.weight, pool=pool, enabled=options.select_alpha)
     t_selection = time.perf_counter() - t_start - t_reference
