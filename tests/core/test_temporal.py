@@ -140,6 +140,12 @@ def test_filter_frame_rounds_like_numpy_accumulation():
     np.testing.assert_array_equal(temporal.filter_frame(flows, t, sigma, rigid), expected)
 
 
+def test_filter_frame_rejects_fields_of_different_shapes():
+    flows = [np.zeros((8, 9, 2), np.float32), np.zeros((8, 10, 2), np.float32)]
+    with pytest.raises(ValueError, match="flow 1 has shape"):
+        temporal.filter_frame(flows, 0, 1.0)
+
+
 def test_rigid_jitter_survives_noisy_fields():
     # Rigid jumps of ~1 px every frame on top of noisy estimates: the rigid window is judged
     # against the noise of a whole-field average, so the jumps are kept, not averaged away.

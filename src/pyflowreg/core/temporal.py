@@ -181,8 +181,10 @@ def filter_frame(flows, t: int, sigma: float, rigid=None, rigid_sigma: float = 0
     out = np.multiply(flows[support[0]], np.float32(k[0]), dtype=np.float32)
     flat_out = out.reshape(-1)
     for weight, s in zip(k[1:], support[1:], strict=True):
-        flow = np.ascontiguousarray(flows[s], dtype=np.float32).reshape(-1)
-        _add_scaled(flat_out, np.float32(weight), flow)
+        flow = np.ascontiguousarray(flows[s], dtype=np.float32)
+        if flow.shape != out.shape:  # the loop below does not check bounds
+            raise ValueError(f"flow {s} has shape {flow.shape}, flow {support[0]} {out.shape}")
+        _add_scaled(flat_out, np.float32(weight), flow.reshape(-1))
     out += (target - k @ rigid[support]).astype(np.float32)
     return out
 
