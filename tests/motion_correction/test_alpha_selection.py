@@ -10,6 +10,8 @@ from pyflowreg.io import open_movie
 from pyflowreg.motion_correction.alpha_selection import (
     ALPHA_FACTORS,
     MIN_RECORDING_FRAMES,
+    REFINED_ALPHA_FACTORS,
+    bracket_search,
     select_alpha,
 )
 from pyflowreg.motion_correction.options import OFOptions
@@ -77,3 +79,38 @@ def test_weight_kept_without_a_plausible_noise_model_or_when_disabled(recordings
     short = _select(reader, reference, min_frames=MIN_RECORDING_FRAMES)
     assert short.reason == f"recording shorter than {MIN_RECORDING_FRAMES} frames"
     assert short.alpha == OPTIONS.flow_parameters.alpha
+
+
+@pytest.mark.parametrize("misfits, scored", [
+    # falls to the largest weight: first, middle, then up from the middle
+    ((4.0, 3.0, 2.0, 1.0), [0, 2, 3]),
+    # best at the middle: the one above it loses and the scan stops there
+    ((4.0, 3.0, 1.0, 2.0), [0, 2, 3]),
+    # the middle loses to the first: only the one between them is left
+    ((1.0, 0.5, 2.0, 3.0), [0, 1, 2]),
+    ((1.0, 2.0, 3.0, 4.0), [0, 1, 2]),
+    # three candidates: plain ascending, stopping at the first that does not improve
+    ((3.0, 2.0, 1.0), [0, 1, 2]),
+    ((1.0, 2.0, 0.5), [0, 1]),
+    ((1.0,), [0]),
+])
+def test_bracket_search_scores_where_the_best_can_lie(misfits, scored):
+    calls = []
+
+    def mean_misfit(i):
+        calls.append(i)
+        return misfits[i]
+
+    bracket_search(len(misfits), mean_misfit)
+    assert sorted(set(calls)) == sorted(scored)
+    assert len(set(calls)) <= 3
+
+
+def test_a_refinement_adds_the_largest_candidate(recordings):
+    reader, reference = recordings[("smooth", 100)]
+    selection = _select(reader, reference, factors=REFINED_ALPHA_FACTORS)
+    # Three of the four are scored, always the configured weight among them.
+    assert len(selection.candidates) == 3
+    assert selection.candidates[0] == OPTIONS.flow_parameters.alpha
+    assert set(selection.candidates) <= {
+        tuple(a * f for a in OPTIONS.flow_parameters.alpha) for f in REFINED_ALPHA_FACTORS}

@@ -12,7 +12,7 @@ import tifffile
 
 from pyflowreg.io import is_temporary_path, open_movie
 from pyflowreg.motion_correction import compensate_recording
-from pyflowreg.motion_correction.alpha_selection import MIN_RECORDING_FRAMES
+from pyflowreg.motion_correction.alpha_selection import ALPHA_FACTORS, MIN_RECORDING_FRAMES
 from pyflowreg.synthetic import SyntheticRecording, write_recording
 
 H, W, T = 64, 64, 150
@@ -125,7 +125,9 @@ def test_status_json_is_complete(hdf5_run):
         assert selection["alpha"] == [1.5, 1.5]
     elif channel["plausible"]:
         assert selection["reason"] == "cross-validated"
-        assert len(selection["candidates"]) == len(selection["gradient_misfit"]) == 3
+        # The search stops at the first candidate no better than the one before.
+        assert 2 <= len(selection["candidates"]) == len(selection["gradient_misfit"]) \
+            <= len(ALPHA_FACTORS)
         assert selection["alpha"] in selection["candidates"]
     else:
         assert selection["reason"] == "no plausible noise model"

@@ -40,7 +40,11 @@ from pyflowreg.io import (
     open_movie_writer,
 )
 from pyflowreg.io.fingerprint import fingerprint_matches, input_fingerprint, start_hashing
-from pyflowreg.motion_correction.alpha_selection import select_alpha
+from pyflowreg.motion_correction.alpha_selection import (
+    ALPHA_FACTORS,
+    REFINED_ALPHA_FACTORS,
+    select_alpha,
+)
 from pyflowreg.motion_correction.options import OFOptions
 from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.preprocess import temporal_radius
@@ -376,8 +380,11 @@ def _correct(
         f"{reference.passes} pass(es), {t_reference:.1f} s")
     # Judged on the full first pass, not on Stage 1's shortened one: on that one larger weights
     # gain less and the choice fell short (README, Method notes).
-    selection = select_alpha(reader, reference, options.flow_parameters, sigma,
-                             weight=options.weight, pool=pool, enabled=options.select_alpha)
+    selection = select_alpha(
+        reader, reference, options.flow_parameters, sigma, weight=options.weight, pool=pool,
+        enabled=options.select_alpha,
+        factors=REFINED_ALPHA_FACTORS if options.refinement else ALPHA_FACTORS,
+    )
     t_selection = time.perf_counter() - t_start - t_reference
     log(f"{input_file.name}: smoothness alpha {selection.alpha[0]:g} ({selection.reason}, "
         f"{t_selection:.1f} s)")

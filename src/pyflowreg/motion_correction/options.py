@@ -91,8 +91,9 @@ class OFOptions:
         :mod:`pyflowreg.core.noise`). Skipped, and recorded as such in ``status.json``, when
         the data do not follow the model (e.g. read-noise-dominated or processed data).
     select_alpha : bool, default True
-        Choose the smoothness weight per recording among ``alpha`` x (1, 2, 4) by
-        cross-validation on split frames (see :mod:`pyflowreg.motion_correction.alpha_selection`);
+        Choose the smoothness weight per recording among ``alpha`` x (1, 2, 4), and x 8 when
+        ``refine`` is on, by cross-validation on split frames (see
+        :mod:`pyflowreg.motion_correction.alpha_selection`);
         ``alpha`` itself is kept unless a larger weight fits held-out noise significantly better,
         and always when the noise model is not plausible or the recording has fewer than 100
         frames. The choice and the scores are in ``status.json`` (``alpha_selection``).
