@@ -12,8 +12,10 @@ Every case is a recording of :func:`pyflowreg.synthetic_benchmark.make_benchmark
 (models ``smooth``, ``local``, ``jitter``, ``real``, ``real_sima``; see that module) written as
 a uint16 TIFF (photon counts + 100 dark counts) and corrected by the real
 ``compensate_recording`` with ``save_w: True`` and 2 workers; ``w.hdf5`` is read back.
-Inputs and ground truth are cached in ``benchmarks/out/accuracy/`` (keyed by the generator
-source, so a changed generator makes new inputs).
+Inputs and ground truth are cached in ``benchmarks/out/accuracy/`` (``$FLOWREG_BENCH_OUT`` if
+set; keyed by the generator source, so a changed generator makes new inputs). A photon level
+whose stored counts would saturate uint16 (the synthetic tissue from about 30000 per unit)
+stops the run with an error instead of measuring the clipping.
 
 Figures, per case (pooled over seeds):
 
@@ -56,9 +58,11 @@ from pyflowreg.motion_correction import compensate_recording
 from pyflowreg.synthetic import write_recording
 from pyflowreg.synthetic_benchmark import REAL_RECORDINGS, make_benchmark_recording
 
+UINT16_MAX = 65535
 # Extra flow options for every case, e.g. FLOWREG_BENCH_OPTIONS='{"alpha": 30}' (experiments).
 EXTRA_OPTIONS = json.loads(os.environ.get("FLOWREG_BENCH_OPTIONS", "{}"))
-OUT = Path(__file__).resolve().parent / "out" / "accuracy"
+OUT = Path(os.environ.get("FLOWREG_BENCH_OUT",
+                         Path(__file__).resolve().parent / "out" / "accuracy"))
 FULL = {"models": ["smooth", "local", "jitter", "real", "real_sima"],
         "photons": [3.0, 10.0, 100.0, 1000.0], "presets": ["fast", "balanced", "quality"]}
 QUICK = {"models": ["smooth", "local", "jitter", "real"], "photons": [10.0, 100.0],
@@ -85,6 +89,19 @@ def generator_fingerprint() -> str:
     return digest.hexdigest()[:10]
 
 
+def _refuse_clipped(movie: Path, model: str, photons: float | None) -> None:
+    """Stop before a case whose stored uint16 counts saturate: its figures would be of the
+    clipping, not of the registration (e.g. local at 1e5 photons per unit clips bright cells)."""
+    with tifffile.TiffFile(movie) as tif:
+        n_clipped = sum(int(np.count_nonzero(page.asarray() == UINT16_MAX)) for page in tif.pages)
+        n_values = sum(int(np.prod(page.shape)) for page in tif.pages)
+    if n_clipped:
+        level = "its own counts" if photons is None else f"{photons:g} photons per unit"
+        sys.exit(f"{model} at {level}, {movie}: {n_clipped} of {n_values} stored "
+                 f"counts ({n_clipped / n_values:.3%}) saturate at {UINT16_MAX}; the uint16 "
+                 "benchmark input cannot hold this brightness, choose a lower photon level")
+
+
 def case_input(model: str, photons: float | None, size: int, n_frames: int, seed: int) -> Path:
     """Folder with ``movie.tif``, ``flow.npy`` and ``truth.npz`` of one case (cached)."""
     real = model in REAL_RECORDINGS
@@ -93,6 +110,7 @@ def case_input(model: str, photons: float | None, size: int, n_frames: int, seed
           f"_{n_frames}f_s{seed}_{generator_fingerprint()}"
     folder = OUT / tag
     if (folder / "truth.npz").is_file():
+        _refuse_clipped(folder / "movie.tif", model, photons)  # cached before this check existed
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     if real:
@@ -103,6 +121,7 @@ def case_input(model: str, photons: float | None, size: int, n_frames: int, seed
                                        n_frames=n_frames, seed=seed)
     tmp = folder / "movie.tmp.tif"
     write_recording(rec, tmp, dtype="uint16", scale=rec.count_scale, offset=rec.count_offset)
+    _refuse_clipped(tmp, model, photons)  # the case stays incomplete: no truth.npz
     os.replace(tmp, folder / "movie.tif")
     flow = rec.flow_all()
     with open(folder / "flow.tmp.npy", "wb") as f:

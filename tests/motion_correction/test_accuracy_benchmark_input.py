@@ -1,0 +1,35 @@
+"""``benchmarks/accuracy.py`` refuses inputs whose uint16 counts saturate, instead of measuring
+the clipping (a 1e5 photons-per-unit case clips 17 % of its counts)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy.py"
+
+
+def _run(tmp_path, photons: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FLOWREG_BENCH_OUT": str(tmp_path)}
+    return subprocess.run(
+        [sys.executable, str(BENCHMARK), "--models", "smooth", "--photons", photons,
+         "--presets", "fast", "--size", "48", "--frames", "6", "--no-quote"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+
+
+def test_a_photon_level_that_saturates_uint16_stops_before_any_figure(tmp_path):
+    result = _run(tmp_path, "100000")
+    assert result.returncode != 0
+    assert "saturate at 65535" in result.stderr and "smooth at 100000 photons" in result.stderr
+    # The case is left incomplete (no truth.npz), so a later run does not reuse it.
+    assert not list(tmp_path.rglob("truth.npz"))
+    # ... and a second run (cached movie or not) refuses again.
+    assert _run(tmp_path, "100000").returncode != 0
+
+
+def test_a_photon_level_within_uint16_is_measured(tmp_path):
+    result = _run(tmp_path, "100")
+    assert result.returncode == 0, result.stderr
+    row = [line for line in result.stdout.splitlines() if line.split()[:2] == ["smooth", "100"]]
+    assert len(row) == 1 and float(row[0].split()[4]) < 1.0  # EPE column, px
