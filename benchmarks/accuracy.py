@@ -121,7 +121,11 @@ def case_input(model: str, photons: float | None, size: int, n_frames: int, seed
                                        n_frames=n_frames, seed=seed)
     tmp = folder / "movie.tmp.tif"
     write_recording(rec, tmp, dtype="uint16", scale=rec.count_scale, offset=rec.count_offset)
-    _refuse_clipped(tmp, model, photons)  # the case stays incomplete: no truth.npz
+    try:
+        _refuse_clipped(tmp, model, photons)  # the case stays incomplete: no truth.npz
+    except SystemExit:
+        tmp.unlink()
+        raise
     os.replace(tmp, folder / "movie.tif")
     flow = rec.flow_all()
     with open(folder / "flow.tmp.npy", "wb") as f:

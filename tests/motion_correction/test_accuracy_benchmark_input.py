@@ -22,8 +22,8 @@ def test_a_photon_level_that_saturates_uint16_stops_before_any_figure(tmp_path):
     result = _run(tmp_path, "100000")
     assert result.returncode != 0
     assert "saturate at 65535" in result.stderr and "smooth at 100000 photons" in result.stderr
-    # The case is left incomplete (no truth.npz), so a later run does not reuse it.
-    assert not list(tmp_path.rglob("truth.npz"))
+    # The case is left incomplete (no truth.npz, no movie), so a later run does not reuse it.
+    assert not list(tmp_path.rglob("truth.npz")) and not list(tmp_path.rglob("*.tif"))
     # ... and a second run (cached movie or not) refuses again.
     assert _run(tmp_path, "100000").returncode != 0
 
