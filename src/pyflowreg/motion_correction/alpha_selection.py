@@ -148,8 +148,9 @@ def select_alpha(reader, reference, params: FlowParameters, sigma: np.ndarray, *
         return float(scored[i].mean())
 
     bracket_search(len(factors), mean_misfit)
-    candidates = [tuple(a * factors[i] for a in configured) for i in sorted(scored)]
-    per_frame = [scored[i] for i in sorted(scored)]
+    order = sorted(scored)
+    candidates = [tuple(a * factors[i] for a in configured) for i in order]
+    per_frame = [scored[i] for i in order]
     gains = [per_frame[0] - m for m in per_frame]
     z = [0.0] + [float(g.mean() / (g.std(ddof=1) / np.sqrt(g.size)))
                  if g.std(ddof=1) > 0 else 0.0 for g in gains[1:]]
