@@ -92,9 +92,12 @@ def generator_fingerprint() -> str:
 def _refuse_clipped(movie: Path, model: str, photons: float | None) -> None:
     """Stop before a case whose stored uint16 counts saturate: its figures would be of the
     clipping, not of the registration (e.g. local at 1e5 photons per unit clips bright cells)."""
+    n_clipped = n_values = 0
     with tifffile.TiffFile(movie) as tif:
-        n_clipped = sum(int(np.count_nonzero(page.asarray() == UINT16_MAX)) for page in tif.pages)
-        n_values = sum(int(np.prod(page.shape)) for page in tif.pages)
+        for page in tif.pages:
+            counts = page.asarray()
+            n_clipped += int(np.count_nonzero(counts == UINT16_MAX))
+            n_values += counts.size
     if n_clipped:
         level = "its own counts" if photons is None else f"{photons:g} photons per unit"
         sys.exit(f"{model} at {level}, {movie}: {n_clipped} of {n_values} stored "

@@ -87,36 +87,34 @@ def _resample_cols_range(src, indices, weights, out, i0, i1):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _transpose_range(src, dst, i0, i1):
-    # dst[x, i] = src[i, x] for rows i0 .. i1 - 1 of src
+def _resample_cols_transposed(src, indices, weights, out, out_t, i0, i1):
+    # Rows i0 .. i1 - 1 of the column pass (see _resample_cols_range), also stored transposed
+    # in out_t, the input of the next pass: each thread transposes only the rows it computed.
+    _resample_cols_range(src, indices, weights, out, i0, i1)
     for i in range(i0, i1):
-        for x in range(src.shape[1]):
-            dst[x, i] = src[i, x]
+        for x in range(out.shape[1]):
+            out_t[x, i] = out[i, x]
 
 
 @njit(cache=True, fastmath=True, nogil=True)
 def _resample_serial(src, col_idx, col_w, row_idx, row_w, tmp, tmp_t, out_t, out):
-    _resample_cols_range(src, row_idx, row_w, tmp, 0, tmp.shape[0])
-    _transpose_range(tmp, tmp_t, 0, tmp.shape[0])
-    _resample_cols_range(tmp_t, col_idx, col_w, out_t, 0, out_t.shape[0])
-    _transpose_range(out_t, out, 0, out_t.shape[0])
+    _resample_cols_transposed(src, row_idx, row_w, tmp, tmp_t, 0, tmp.shape[0])
+    _resample_cols_transposed(tmp_t, col_idx, col_w, out_t, out, 0, out_t.shape[0])
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def _resample_parallel(src, col_idx, col_w, row_idx, row_w, tmp, tmp_t, out_t, out, n_threads):
-    # Each step splits its output rows (a transpose: its source rows) across threads.
+    # Each pass splits its output rows across threads.
     rows = tmp.shape[0]
     step = (rows + n_threads - 1) // n_threads
     for t in prange(n_threads):
-        _resample_cols_range(src, row_idx, row_w, tmp, t * step, min(rows, (t + 1) * step))
-    for t in prange(n_threads):
-        _transpose_range(tmp, tmp_t, t * step, min(rows, (t + 1) * step))
+        _resample_cols_transposed(src, row_idx, row_w, tmp, tmp_t, t * step,
+                                  min(rows, (t + 1) * step))
     rows = out_t.shape[0]
     step = (rows + n_threads - 1) // n_threads
     for t in prange(n_threads):
-        _resample_cols_range(tmp_t, col_idx, col_w, out_t, t * step, min(rows, (t + 1) * step))
-    for t in prange(n_threads):
-        _transpose_range(out_t, out, t * step, min(rows, (t + 1) * step))
+        _resample_cols_transposed(tmp_t, col_idx, col_w, out_t, out, t * step,
+                                  min(rows, (t + 1) * step))
 
 
 def resize_2d(
