@@ -41,7 +41,7 @@ def local_recording():
                                     n_frames=8, seed=3)
 
 
-@pytest.mark.parametrize("model", ["smooth", "local", "jitter"])
+@pytest.mark.parametrize("model", ["smooth", "local", "local_patches", "jitter"])
 def test_ground_truth_flow_registers_noise_free_frames_onto_clean(model):
     rec = make_benchmark_recording(model, photons_per_unit=None, height=72, width=64,
                                    n_frames=8, seed=1)
@@ -150,6 +150,30 @@ def test_motion_is_zero_mean_and_local_field_bounded():
     smooth = make_benchmark_recording("smooth", photons_per_unit=None, height=64, width=64,
                                       n_frames=30, seed=5)
     assert np.abs(smooth.displacement(0, 30).mean(0)).max() < 1e-4
+
+
+def test_patches_confine_the_local_field_and_keep_its_peak():
+    size, n_times, reach = 128, 30, 16
+    # The peak is set over the frame plus the grid's margin, so look there too.
+    yy, xx = np.mgrid[-reach : size + reach : 2, -reach : size + reach : 2].astype(float)
+    frame = (slice(None), slice(reach // 2, -reach // 2), slice(reach // 2, -reach // 2))
+
+    def norms(**kw):
+        field = local_field(np.random.default_rng(7), size, size, n_times, peak=3.0,
+                            reach=reach, **kw)
+        return np.array([np.hypot(*field.at(t, xx, yy)) for t in range(n_times)])
+
+    dense, patchy = norms(), norms(patches=3)
+    assert dense.max() == pytest.approx(3.0, rel=0.01)
+    assert patchy.max() == pytest.approx(3.0, rel=0.01)
+    # Most of the frame barely deforms: the time-mean norm per pixel, by area.
+    dense_mean, patchy_mean = dense[frame].mean(0), patchy[frame].mean(0)
+    assert np.median(patchy_mean) < 0.5 * np.median(dense_mean)
+    assert np.mean(patchy_mean < 0.1) > 0.2 > np.mean(dense_mean < 0.1)
+    # Same noise draw up to the envelope: patches=0 leaves the dense field as it was.
+    again = local_field(np.random.default_rng(7), size, size, n_times, peak=3.0, patches=0)
+    assert np.array_equal(again.coef, local_field(np.random.default_rng(7), size, size,
+                                                  n_times, peak=3.0).coef)
 
 
 def test_local_field_features_are_15_to_30_px():

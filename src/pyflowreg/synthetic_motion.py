@@ -152,7 +152,7 @@ class LocalField:
 def local_field(
     rng: np.random.Generator, height: int, width: int, n_times: int, *, peak: float,
     feature_sigma: float = 6.0, timescale: float = 8.0, reach: float = 16.0,
-    spacing: float = 3.0,
+    spacing: float = 3.0, patches: int = 0, patch_sigma: float = 25.0,
 ) -> LocalField:
     """Local deformation: Gaussian-filtered noise on a B-spline grid, smooth in time, zero mean.
 
@@ -175,6 +175,11 @@ def local_field(
         repeat the edge coefficients).
     spacing : float
         Control node spacing (px).
+    patches : int
+        0: the deformation fills the frame. Otherwise it is confined to this many patches: the
+        noise is multiplied by a sum of Gaussian envelopes (sigma ``patch_sigma`` px, centres
+        uniform over the grid) clipped at 1, before the peak is set, so the peak is reached
+        inside a patch and most of the frame barely deforms.
     """
     gy = int(np.ceil((height - 1 + 2 * reach) / spacing)) + 1
     gx = int(np.ceil((width - 1 + 2 * reach) / spacing)) + 1
@@ -186,6 +191,12 @@ def local_field(
                                  gx + 2 * extra[3]))
     coef = ndi.gaussian_filter(noise, sigmas, mode="nearest")[
         extra[0] : extra[0] + n_times, :, extra[2] : extra[2] + gy, extra[3] : extra[3] + gx]
+    if patches:
+        centres = rng.uniform((0, 0), (gy, gx), (patches, 2))
+        node_y, node_x = np.mgrid[:gy, :gx]
+        envelope = sum(np.exp(-((node_y - cy) ** 2 + (node_x - cx) ** 2)
+                              / (2 * (patch_sigma / spacing) ** 2)) for cy, cx in centres)
+        coef *= np.minimum(envelope, 1.0)
     coef -= coef[:-1].mean(0)  # zero mean over the frames' own samples 0 .. T-1
     field = LocalField(coef, (-reach, -reach), float(spacing))
     # Peak and steepness measured on a 2-px grid over the frame (plus margin) at every time.
