@@ -202,7 +202,13 @@ def flow_errors(w: np.ndarray, w_true: np.ndarray) -> dict:
             "always_inside": always}
 
 
-def _compensate(options: dict, movie: Path, out: str, engine: Path | None) -> float:
+def read_fields(out: Path) -> np.ndarray:
+    """(T, H, W, 2) fields that Stage 1 saved in ``out/w.hdf5`` (``save_w``)."""
+    with h5py.File(Path(out) / "w.hdf5") as f:
+        return np.stack([f["u"][()], f["v"][()]], -1)
+
+
+def compensate(options: dict, movie: Path, out: str, engine: Path | None = None) -> float:
     """Run Stage 1 on ``movie``; CPU seconds of all its threads (or of its process)."""
     if engine is None:
         cpu0 = time.process_time()
@@ -230,11 +236,10 @@ def run_case(model, photons, preset, size, n_frames, seed, engine: Path | None =
     truth = np.load(folder / "truth.npz")
     with tempfile.TemporaryDirectory(dir=OUT) as out:
         wall0 = time.perf_counter()
-        cpu = _compensate({"quality_setting": preset, "save_w": True, "n_workers": 2,
-                           **EXTRA_OPTIONS}, folder / "movie.tif", out, engine)
+        cpu = compensate({"quality_setting": preset, "save_w": True, "n_workers": 2,
+                          **EXTRA_OPTIONS}, folder / "movie.tif", out, engine)
         wall = time.perf_counter() - wall0
-        with h5py.File(Path(out) / "w.hdf5") as f:
-            w = np.stack([f["u"][()], f["v"][()]], -1)
+        w = read_fields(out)
         average = np.load(Path(out) / "temporal_average.npy")
         status_file = Path(out) / "status.json"
         seconds = (json.loads(status_file.read_text()).get("seconds", {})

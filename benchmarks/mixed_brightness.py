@@ -25,7 +25,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,16 +34,10 @@ from pyflowreg.session import SessionConfig  # noqa: E402
 from pyflowreg.session.stage1_compensate import run_stage1  # noqa: E402
 
 
-def _fields(folder: Path) -> np.ndarray:
-    with h5py.File(folder / "w.hdf5") as f:
-        return np.stack([f["u"][()], f["v"][()]], -1)
-
-
 def _noise_text(status: dict) -> str:
-    channel = status["noise_model"]["channels"][0]
-    keys = [k for k in ("gain", "intercept", "r_squared", "plausible") if k in channel]
-    return ", ".join(f"{k} {channel[k]:.3g}" if isinstance(channel[k], float)
-                     else f"{k} {channel[k]}" for k in keys)
+    fit = status["noise_model"]["channels"][0]
+    return (f"gain {fit['gain']:.3g}, intercept {fit['intercept']:.3g}, "
+            f"r_squared {fit['r_squared']:.3g}, plausible {fit['plausible']}")
 
 
 def main(argv=None) -> None:
@@ -80,15 +73,14 @@ def main(argv=None) -> None:
             w_true = np.load(folder / "flow.npy")
             out = Path(tmp) / "stage1" / names[ph]
             status = json.loads((out / "status.json").read_text())
-            shared = accuracy.flow_errors(_fields(out), w_true)["epe_mean"]
+            shared = accuracy.flow_errors(accuracy.read_fields(out), w_true)["epe_mean"]
             fixed = {}
             for alpha in args.fixed_alphas:
                 with tempfile.TemporaryDirectory(dir=tmp) as single:
-                    accuracy.compensate_recording(
-                        {"quality_setting": args.preset, "save_w": True, "n_workers": 2,
-                         "alpha": alpha, "select_alpha": False},
-                        input_file=folder / "movie.tif", output_path=single, resume=False)
-                    fixed[alpha] = accuracy.flow_errors(_fields(Path(single)),
+                    accuracy.compensate({"quality_setting": args.preset, "save_w": True,
+                                         "n_workers": 2, "alpha": alpha,
+                                         "select_alpha": False}, folder / "movie.tif", single)
+                    fixed[alpha] = accuracy.flow_errors(accuracy.read_fields(single),
                                                         w_true)["epe_mean"]
             best = min(fixed, key=fixed.get)
             rows.append({"photons": ph, "epe_mean_one_config": shared,
