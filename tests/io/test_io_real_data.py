@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import h5py
 import numpy as np
 import pytest
@@ -11,17 +9,21 @@ import tifffile
 
 from pyflowreg.io import open_movie, open_movie_writer, validate_movie
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+
+@pytest.fixture
+def real_file(real_data_dir):
+    """Path of one real recording below the real-data folder; skips the test without it."""
+
+    def find(relative):
+        path = real_data_dir / relative
+        if not path.is_file():
+            pytest.skip(f"real data not available: {path}")
+        return path
+
+    return find
 
 
-def real_file(relative):
-    path = REAL / relative
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path} (expected beside the repository)")
-    return path
-
-
-def test_thunder_mouse_tiff():
+def test_thunder_mouse_tiff(real_file):
     path = real_file("thunder_mouse_vs1/mouse_vs1_500x64x64_int16.tif")
     with open_movie(path) as reader:
         assert reader.shape == (500, 64, 64, 1)
@@ -34,7 +36,7 @@ def test_thunder_mouse_tiff():
         np.testing.assert_array_equal(reader.read(123, 130)[..., 0], tifffile.imread(path)[123:130])
 
 
-def test_sima_example_tiff():
+def test_sima_example_tiff(real_file):
     path = real_file("sima_example/example.tif")
     assert validate_movie(path) == (20, 128, 256, 1)
     with open_movie(path) as reader:
@@ -45,7 +47,7 @@ def test_sima_example_tiff():
         np.testing.assert_array_equal(reader.read(7, 9), whole[7:9])
 
 
-def test_sima_single_frame_tiffs():
+def test_sima_single_frame_tiffs(real_file):
     for name in ("0.tif", "1.tif", "2.tif"):
         path = real_file(f"sima_example/example-tiffs/{name}")
         with open_movie(path) as reader:
@@ -53,7 +55,7 @@ def test_sima_single_frame_tiffs():
             assert reader.dtype == np.uint16
 
 
-def test_sima_volume_hdf5_requires_plane():
+def test_sima_volume_hdf5_requires_plane(real_file):
     path = real_file("sima_example/example-volume.h5")
     with pytest.raises(ValueError, match=r"example-volume\.h5.*5-D.*plane="):
         open_movie(path)
@@ -69,7 +71,7 @@ def test_sima_volume_hdf5_requires_plane():
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".h5", ".npy"])
-def test_real_movie_round_trip(tmp_path, suffix):
+def test_real_movie_round_trip(tmp_path, suffix, real_file):
     path = real_file("thunder_mouse_vs1/mouse_vs1_500x64x64_int16.tif")
     out = tmp_path / f"copy{suffix}"
     with open_movie(path) as reader:

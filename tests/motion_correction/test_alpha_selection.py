@@ -17,8 +17,7 @@ from pyflowreg.motion_correction.alpha_selection import (
 from pyflowreg.motion_correction.options import OFOptions
 from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.reference import build_reference
-from pyflowreg.synthetic import write_recording
-from pyflowreg.synthetic_benchmark import make_benchmark_recording
+from pyflowreg.synthetic import make_benchmark_recording, write_recording
 
 OPTIONS = OFOptions(quality_setting="balanced", reference_max_frames=24)
 

@@ -157,8 +157,15 @@ def atomic_output(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
 
     Examples
     --------
-    >>> with atomic_output("result.npy") as tmp:            # doctest: +SKIP
-    ...     np.save(tmp, data)
+    >>> import tempfile
+    >>> import numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / "result.npy"
+    >>> with atomic_output(path) as tmp:
+    ...     np.save(tmp, np.arange(3))
+    >>> np.load(path)
+    array([0, 1, 2])
+    >>> sorted(p.name for p in path.parent.iterdir())  # no temporary left behind
+    ['result.npy']
     """
     out = AtomicOutput(path, fsync=fsync)
     try:

@@ -6,7 +6,7 @@ sums, and at the end writes ``qc.json`` and four PNG figures next to the correct
 movie is never read a second time and memory does not grow with its length beyond a few floats
 per frame.
 
-Metrics (every key of ``qc.json`` is described in the README, section "Quality control"):
+Metrics (every key of ``qc.json`` is described in ``docs/quality-control.md``):
 
 - per frame: rigid part of the flow (mean u, v), mean and max |w|, fraction of valid pixels,
   Pearson correlation with the reference before and after correction, both over the pixels
@@ -63,10 +63,17 @@ class RecordingQC:
 
     Examples
     --------
-    >>> qc = RecordingQC(reference, normalization, n_frames)           # doctest: +SKIP
-    >>> for raw, corrected, w, valid in chunks:                        # doctest: +SKIP
-    ...     qc.add_chunk(raw, corrected, w, valid)
-    >>> summary = qc.finish(folder)                                    # doctest: +SKIP
+    Four frames identical to the reference, corrected with zero flow, in one chunk:
+
+    >>> import tempfile
+    >>> reference = np.random.default_rng(0).random((32, 32, 1), dtype=np.float32)
+    >>> qc = RecordingQC(reference, Normalization.from_image(reference), n_frames=4)
+    >>> frames = np.repeat(reference[None], 4, axis=0)
+    >>> w = np.zeros((4, 32, 32, 2), np.float32)
+    >>> qc.add_chunk(frames, frames, w, np.ones((4, 32, 32), bool))
+    >>> summary = qc.finish(tempfile.mkdtemp())
+    >>> summary["n_frames"], summary["max_abs_w"], summary["outlier_frames"]
+    (4, 0.0, [])
     """
 
     def __init__(self, reference: np.ndarray, normalization: Normalization, n_frames: int, *,

@@ -2,8 +2,8 @@
 
 :func:`make_benchmark_recording` is the one entry point used by ``benchmarks/accuracy.py`` and
 the tests. Each model is a :class:`BenchmarkRecording`: a source of motion-free frames (the
-synthetic tissue of :mod:`pyflowreg.synthetic`, or frames of a real recording) moved by a
-:class:`~pyflowreg.synthetic_motion.MotionField`, plus photon noise.
+synthetic tissue of :mod:`pyflowreg.synthetic.scene`, or frames of a real recording) moved by
+a :class:`~pyflowreg.synthetic.motion.MotionField`, plus photon noise.
 
 Models
 ------
@@ -14,35 +14,34 @@ Models
     Local deformation of 15-30 px features up to 3 px (timescale 8 frames) on a fast rigid
     motion of 4 px (timescale 3 frames, up to ~1 px per frame), with line scanning over the
     whole frame period (``line_fraction=1``): the fast motion bends every frame. The local
-    field fills the frame, so every pixel deforms: a stress case, harder than issue 8's
-    held-back local case (see ``"local_patches"``).
+    field fills the frame, so every pixel deforms: a stress case, harder than
+    ``"local_patches"``.
 ``"local_patches"``
     The same, with the local deformation (still up to 3 px) confined to patches (10 per
     256 x 256 px; Gaussian envelopes of sigma 25 px, clipped at 1), so most of the frame
-    barely deforms. It reproduces issue 8's two reference figures for its held-back local
-    case (this project at commit 239f802: 0.25 px; suite2p 1.1.0 with 128-px blocks: 0.36 px):
-    measured at 100 photons, seeds 0-2, 0.275-0.285 and 0.34-0.42 px, where ``"local"`` gives
-    0.352-0.356 and 0.74-0.76 (``benchmarks/suite2p_baseline.py``; README, "Which local case
-    is the issue's").
+    barely deforms. It is the local case of the accuracy goals in ``benchmarks/accuracy.py``;
+    ``benchmarks/suite2p_baseline.py`` measures suite2p on the same recordings.
 ``"jitter"``
     A slow drift of 2 px, a breathing-like periodic motion (4 px, mostly along y, one sharp
     peak every 20-40 frames) that also compresses the tissue (1 px wide non-rigid part), and
     independent per-frame rigid jumps of 0.6 px per axis (sharp frame-to-frame changes).
 ``"real"``, ``"real_sima"``
     Frames of a real recording (``thunder_mouse_vs1``, 64 x 64, or the very noisy SIMA
-    ``example.tif``, 128 x 256; both without motion of their own) moved by a rigid drift of
-    2 px and smooth modes of 1 px with features the size of the frame, keeping their own noise
-    (``photons_per_unit`` is ignored). The frame is cropped by a margin larger than the motion
-    so every observed pixel shows real tissue.
+    ``example.tif``, 128 x 256; both without motion of their own; see
+    :mod:`pyflowreg.synthetic.real_data`) moved by a rigid drift of 2 px and smooth modes of
+    1 px with features the size of the frame, keeping their own noise (``photons_per_unit`` is
+    ignored). The frame is cropped by a margin larger than the motion so every observed pixel
+    shows real tissue. They need the folder of the real recordings (``data_dir``).
 
 Photon level
 ------------
 Synthetic tissue is scaled so the time-mean frame averages :data:`MEAN_BRIGHTNESS` (0.45):
-``photons_per_unit=100`` gives about 45 photons per pixel per frame, ``10`` about 4.5 (issue
-8's set-up). Noise is ``Poisson(ppu * I) / ppu`` plus Gaussian read noise of ``read_noise_photons``
-(default 5) photons, i.e. ``5 / ppu`` brightness units. ``write_recording(rec, path)``
-stores ``rec.count_scale * I + rec.count_offset`` as uint16: photon counts plus a dark offset of
-100 counts, so the read noise is not clipped at zero (real models: their own counts).
+``photons_per_unit=100`` gives about 45 photons per pixel per frame, ``10`` about 4.5. Noise is
+``Poisson(ppu * I) / ppu`` plus Gaussian read noise of ``read_noise_photons`` (default 5)
+photons, i.e. ``5 / ppu`` brightness units. ``write_recording(rec, path)`` stores
+``rec.count_scale * I + rec.count_offset`` as uint16: photon counts plus a dark offset of
+:data:`DARK_OFFSET_COUNTS`, so the read noise is not clipped at zero (real models: their own
+counts).
 
 All motion is zero-mean over time, so a reference re-centred on the frames' mean position
 lands on the motion-free geometry that the ground-truth flows register onto.
@@ -51,110 +50,60 @@ lands on the motion-free geometry that the ground-truth flows register onto.
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import numpy as np
-import tifffile
 from scipy import ndimage as ndi
 
-from pyflowreg.synthetic import (
-    _SCENE,
-    _SPLINE_MARGIN,
-    SyntheticRecording,
-    _add_noise,
-    _grid_max_norm,
-    _make_scene,
-    _rng,
-    _WholeRecording,
-)
-from pyflowreg.synthetic_motion import (
-    MotionField,
-    breathing_trace,
-    drift_trace,
-    jitter_trace,
-    local_field,
-    smooth_modes,
-)
+from pyflowreg.synthetic import streams
+from pyflowreg.synthetic.fields import grid_max_norm, smooth_modes
+from pyflowreg.synthetic.motion import MotionField, local_field
+from pyflowreg.synthetic.real_data import REAL_RECORDINGS, RealSource, load_real_frames
+from pyflowreg.synthetic.recording import SyntheticRecording, WholeRecording, add_noise
+from pyflowreg.synthetic.scene import SPLINE_MARGIN, make_scene
+from pyflowreg.synthetic.traces import breathing_trace, drift_trace, jitter_trace
 
 __all__ = [
     "BENCHMARK_MODELS",
+    "DARK_OFFSET_COUNTS",
     "MEAN_BRIGHTNESS",
-    "REAL_RECORDINGS",
     "BenchmarkRecording",
-    "load_real_frames",
+    "SceneSource",
     "make_benchmark_recording",
-    "real_data_dir",
 ]
 
-MEAN_BRIGHTNESS = 0.45  # mean of the time-mean frame: 100 photons per unit -> 45 photons/px
-DARK_OFFSET_COUNTS = 100.0  # stored offset: read noise (5 counts) never reaches zero
+MEAN_BRIGHTNESS = 0.45
+"""Mean of the time-mean synthetic frame: 100 photons per unit give 45 photons per pixel."""
+DARK_OFFSET_COUNTS = 100.0
+"""Stored dark offset (counts): the read noise (5 counts) never reaches zero."""
 BENCHMARK_MODELS = ("smooth", "local", "local_patches", "jitter", "real", "real_sima")
-REAL_RECORDINGS = {  # model -> (file below the real-data folder, frames, height, width)
-    "real": ("thunder_mouse_vs1/mouse_vs1_500x64x64_int16.tif", 500, 64, 64),
-    "real_sima": ("sima_example/example.tif", 20, 128, 256),
-}
-REAL_DATA_ENV = "FLOWREG_REAL_DATA"
-_MOTION_STREAM, _NOISE_STREAM = 101, 102  # random streams, apart from pyflowreg.synthetic's
+"""Every model :func:`make_benchmark_recording` knows."""
 
 
-# --------------------------------------------------------------------------- real data
-def real_data_dir(data_dir=None) -> Path:
-    """Folder of the real recordings (``shared/data/real``).
+class SceneSource:
+    """Synthetic tissue with calcium activity, brightness scaled to :data:`MEAN_BRIGHTNESS`.
 
-    Order: ``data_dir``; the environment variable ``FLOWREG_REAL_DATA``; the first
-    ``shared/data/real`` beside the repository or beside one of its parent folders.
+    The motion-free frame source of the synthetic models: a motionless, noise-free
+    :class:`~pyflowreg.synthetic.SyntheticRecording` whose tissue a
+    :class:`BenchmarkRecording` moves by its own motion.
 
-    Raises
-    ------
-    FileNotFoundError
-        If no such folder exists.
+    Parameters
+    ----------
+    height, width, n_frames, n_channels : int
+        Size of the recording.
+    pad : int
+        Canvas border (px): at least the motion's peak plus
+        :data:`~pyflowreg.synthetic.scene.SPLINE_MARGIN`.
+    seed : int
+        Seed of the tissue and its activity.
+
+    Attributes
+    ----------
+    gain : numpy.float32
+        Brightness factor applied to the tissue.
     """
-    if data_dir is None:
-        data_dir = os.environ.get(REAL_DATA_ENV)
-    if data_dir is not None:
-        path = Path(data_dir)
-        if not path.is_dir():
-            raise FileNotFoundError(f"real-data folder {path} does not exist")
-        return path
-    repo = Path(__file__).resolve().parents[2]
-    for folder in repo.parents:
-        candidate = folder / "shared" / "data" / "real"
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(
-        f"real 2-photon data not found: expected shared/data/real beside {repo} or one of its "
-        f"parent folders (see shared/data/real/README.md), or set {REAL_DATA_ENV}")
-
-
-def load_real_frames(model: str = "real", data_dir=None) -> np.ndarray:
-    """Frames (T, H, W, 1) float32 of the real recording behind ``model`` (original counts).
-
-    Raises
-    ------
-    FileNotFoundError
-        If the real-data folder or the recording is absent (message names the path).
-    ValueError
-        For a model without real data.
-    """
-    if model not in REAL_RECORDINGS:
-        raise ValueError(f"no real recording for model {model!r}; one of {list(REAL_RECORDINGS)}")
-    relative, n_frames, height, width = REAL_RECORDINGS[model]
-    path = real_data_dir(data_dir) / relative
-    if not path.is_file():
-        raise FileNotFoundError(f"real recording {path} is missing (see the README beside it)")
-    frames = tifffile.imread(path)
-    if frames.shape != (n_frames, height, width):
-        raise ValueError(f"{path}: shape {frames.shape}, expected {(n_frames, height, width)}")
-    return frames.astype(np.float32)[..., None]
-
-
-# --------------------------------------------------------------------------- frame sources
-class _SceneSource:
-    """Synthetic tissue with calcium activity, brightness scaled to ``MEAN_BRIGHTNESS``."""
 
     def __init__(self, height, width, n_frames, n_channels, pad, seed):
-        scene = _make_scene(_rng(seed, _SCENE), (height, width), pad, n_channels)
+        scene = make_scene(streams.rng(seed, streams.SCENE), (height, width), pad, n_channels)
         self._base = SyntheticRecording(height, width, n_frames, n_channels=n_channels,
                                         rigid_amplitude=0.0, nonrigid_amplitude=0.0,
                                         photons_per_unit=None, read_noise=0.0, seed=seed,
@@ -164,51 +113,42 @@ class _SceneSource:
         self._mean = mean * self.gain
 
     def clean(self, t: int) -> np.ndarray:
+        """Motion-free frame ``t`` (H, W, C)."""
         return self._base.clean(t, t + 1)[0] * self.gain
 
     def warped(self, t: int, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        base = self._base
-        frame = base._renderer.warped(base.neuropil_factor[t], base.dff[t],
-                                      dx.astype(np.float32), dy.astype(np.float32))
+        """Frame ``t`` sampled at ``q + (dx, dy)``, (H, W, C)."""
+        frame = self._base.render(t, dx.astype(np.float32), dy.astype(np.float32))
         return frame * self.gain
 
     def mean(self) -> np.ndarray:
+        """Time mean of the motion-free frames (H, W, C)."""
         return self._mean.copy()
 
 
-class _RealSource:
-    """Frames of a real recording, cropped by ``margin`` px so moved views stay inside them."""
-
-    def __init__(self, frames: np.ndarray, margin: int):
-        self._frames = frames
-        self._margin = margin
-        self.shape = (frames.shape[1] - 2 * margin, frames.shape[2] - 2 * margin)
-        inner = (slice(None), slice(margin, margin + self.shape[0]),
-                 slice(margin, margin + self.shape[1]))
-        self._mean = frames[inner].mean(0)
-
-    def clean(self, t: int) -> np.ndarray:
-        m, (h, w) = self._margin, self.shape
-        return self._frames[t, m : m + h, m : m + w].copy()
-
-    def warped(self, t: int, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        yy, xx = np.mgrid[: self.shape[0], : self.shape[1]].astype(float)
-        coords = np.stack([yy + dy + self._margin, xx + dx + self._margin])
-        return np.stack([ndi.map_coordinates(self._frames[t, ..., c], coords, order=3,
-                                             mode="nearest", output=np.float32)
-                         for c in range(self._frames.shape[-1])], -1)
-
-    def mean(self) -> np.ndarray:
-        return self._mean.copy()
-
-
-# --------------------------------------------------------------------------- recording
-class BenchmarkRecording(_WholeRecording):
+class BenchmarkRecording(WholeRecording):
     """Streamable recording: motion-free frames moved by a :class:`MotionField`, plus noise.
 
     Same frame interface as :class:`pyflowreg.synthetic.SyntheticRecording` (``observed``,
     ``iter_observed``, ``clean``, ``flow`` and their ``_all`` forms, ``shape``), so
     :func:`pyflowreg.synthetic.write_recording` writes it. Noise is seeded per frame.
+
+    Parameters
+    ----------
+    source : SceneSource or RealSource
+        Motion-free frames: ``clean(t)``, ``warped(t, dx, dy)`` and ``mean()``.
+    motion : MotionField
+        Rendering displacement of every frame; sets the size and the number of frames.
+    model : str
+        Name of the motion model.
+    n_channels : int
+        Channels of the source.
+    photons_per_unit, read_noise : float or None, float
+        Added noise (:func:`~pyflowreg.synthetic.recording.add_noise`).
+    count_scale, count_offset : float
+        Brightness-to-stored-count factor and dark offset.
+    seed : int
+        Seed of the noise.
 
     Attributes
     ----------
@@ -274,8 +214,8 @@ class BenchmarkRecording(_WholeRecording):
         def frame(t):
             img = self._source.warped(t, *self.motion.displacement(t, xx, yy))
             if noise:
-                img = _add_noise(img, _rng(self.seed, _NOISE_STREAM, t), self.photons_per_unit,
-                                 self.read_noise)
+                img = add_noise(img, streams.rng(self.seed, streams.BENCHMARK_NOISE, t),
+                                self.photons_per_unit, self.read_noise)
             return img
 
         return self._stack(t0, t1, frame, self.n_channels)
@@ -299,7 +239,6 @@ class BenchmarkRecording(_WholeRecording):
         return self._valid.copy()
 
 
-# --------------------------------------------------------------------------- models
 def _no_modes(n_times):
     return np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2)), np.zeros((n_times, 0))
 
@@ -312,7 +251,7 @@ def _wide_modes(rng, n_times, height, width, *, wavelength, peak, timescale, pul
     else:  # every mode follows the breathing pulse, with its own sign and weight
         coeff = (pulse - pulse[:-1].mean())[:, None] * rng.uniform(0.5, 1.0, len(phase)) \
             * rng.choice([-1.0, 1.0], len(phase))
-    top = _grid_max_norm(wavevec, phase, vec, coeff, height, width)
+    top = grid_max_norm(wavevec, phase, vec, coeff, height, width)
     return wavevec, phase, vec, coeff * (peak / top if top > 0 else 0.0)
 
 
@@ -380,7 +319,7 @@ def make_benchmark_recording(
 
     Parameters
     ----------
-    model : {"smooth", "local", "jitter", "real", "real_sima"}
+    model : {"smooth", "local", "local_patches", "jitter", "real", "real_sima"}
         Motion model (see the module docstring).
     photons_per_unit : float or None
         Photons per brightness unit (about 3 to 1000; mean signal ``0.45 * ppu`` photons per
@@ -396,8 +335,9 @@ def make_benchmark_recording(
         Gaussian read noise (photons = counts).
     n_channels : int
         Channels of synthetic tissue (channel >= 1 structural).
-    data_dir : path, optional
-        Folder of the real recordings (see :func:`real_data_dir`).
+    data_dir : str or Path, optional
+        Folder of the real recordings (see :func:`~pyflowreg.synthetic.load_real_frames`);
+        needed by the real models only.
 
     Returns
     -------
@@ -406,9 +346,9 @@ def make_benchmark_recording(
     Raises
     ------
     FileNotFoundError
-        For a real model whose data is absent.
+        For a real model whose folder or recording is absent.
     ValueError
-        For an unknown model or impossible sizes.
+        For an unknown model, impossible sizes, or a real model without ``data_dir``.
 
     Examples
     --------
@@ -417,7 +357,7 @@ def make_benchmark_recording(
     >>> rec.observed_all().shape, rec.flow_all().shape
     ((5, 64, 64, 1), (5, 64, 64, 2))
     """
-    rng = _rng(seed, _MOTION_STREAM)
+    rng = streams.rng(seed, streams.BENCHMARK_MOTION)
     if model in REAL_RECORDINGS:
         frames = load_real_frames(model, data_dir)
         margin = 6  # motion peak (2 px drift + 1 px modes, re-centred) + cubic-spline support
@@ -430,7 +370,7 @@ def make_benchmark_recording(
             raise ValueError(f"model {model!r} has {len(frames)} real frames; asked for "
                              f"{n_frames}")
         motion = _motion_for(model, rng, *own, n_frames + 1)
-        rec = BenchmarkRecording(_RealSource(frames[:n_frames], margin), motion, model=model,
+        rec = BenchmarkRecording(RealSource(frames[:n_frames], margin), motion, model=model,
                                  seed=seed)
         reach = max(float(np.abs(rec.displacement(t, t + 1)).max()) for t in range(n_frames))
         if reach > margin - 2:  # guards the constants above: every sample must be real tissue
@@ -444,8 +384,8 @@ def make_benchmark_recording(
     if min(height, width) < 8 or n_frames < 1:
         raise ValueError("need height, width >= 8 and n_frames >= 1")
     motion = _motion_for(model, rng, height, width, n_frames + 1)
-    pad = int(np.ceil(motion.peak())) + 2 + _SPLINE_MARGIN
-    source = _SceneSource(height, width, n_frames, n_channels, pad, seed)
+    pad = int(np.ceil(motion.peak())) + 2 + SPLINE_MARGIN
+    source = SceneSource(height, width, n_frames, n_channels, pad, seed)
     if photons_per_unit is None:
         noise = {"photons_per_unit": None, "read_noise": 0.0, "count_scale": 1000.0}
     else:

@@ -1,10 +1,11 @@
-"""Time-varying displacement fields with exact inverses: local deformation, line-scan, breathing.
+"""Time-varying displacement fields with exact inverses: local deformation, line scan.
 
 A :class:`MotionField` gives the *rendering* displacement of every frame of a recording,
 ``observed_t(q) = clean_t(q + D_t(q))`` (frame coordinates ``q = (x, y)`` in px), as the sum of
 
-* a rigid trace ``r(t)`` (dx, dy);
-* smooth wide modes ``sum_k c_k(t) a_k cos(k_k . q + phi_k)`` (as in :mod:`pyflowreg.synthetic`);
+* a rigid trace ``r(t)`` (dx, dy) (see :mod:`pyflowreg.synthetic.traces`);
+* smooth wide modes ``sum_k c_k(t) a_k cos(k_k . q + phi_k)``
+  (:func:`~pyflowreg.synthetic.fields.smooth_modes`);
 * a local field: a cubic B-spline on a control grid of spacing ``h`` whose coefficients
   ``g(t)`` change over time (:func:`local_field`; features of 15-30 px).
 
@@ -15,9 +16,6 @@ fast motion bends the frame. The ground-truth registration flow is the inverse
 ``w_t(p) = -D_t(p + w_t(p))`` (so ``observed_t(p + w_t(p)) = clean_t(p)``), solved by fixed-point
 iteration on a grid of step <= 2 px and spline-upsampled (largest error about 3e-3 px with a
 local field, far below any flow error worth measuring).
-
-The trace helpers (:func:`drift_trace`, :func:`breathing_trace`, :func:`jitter_trace`) draw
-the temporal patterns used by :mod:`pyflowreg.synthetic_benchmark`.
 """
 
 from __future__ import annotations
@@ -28,81 +26,11 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.interpolate import RectBivariateSpline
 
-__all__ = [
-    "LocalField",
-    "MotionField",
-    "breathing_trace",
-    "drift_trace",
-    "jitter_trace",
-    "local_field",
-    "smooth_modes",
-]
+__all__ = ["MAX_CONTRACTION", "LocalField", "MotionField", "local_field"]
 
-MAX_CONTRACTION = 0.9  # bound of |grad D| above which the inverse is refused
-
-
-def _smooth(series: np.ndarray, sigma: float) -> np.ndarray:
-    return ndi.gaussian_filter1d(series, sigma, axis=0, mode="nearest") if sigma > 0 else series
-
-
-def _standardised(series: np.ndarray) -> np.ndarray:
-    series = series - series.mean(axis=0)
-    std = series.std(axis=0)
-    return series / np.where(std > 1e-12, std, np.inf)
-
-
-def _peak_normalised(trace: np.ndarray, peak: float) -> np.ndarray:
-    """Scale a (n, 2) trace so its largest vector norm is ``peak`` px."""
-    top = float(np.hypot(trace[:, 0], trace[:, 1]).max(initial=0))
-    return trace * (peak / top) if top > 0 else trace * 0.0
-
-
-# --------------------------------------------------------------------------- temporal traces
-def drift_trace(rng: np.random.Generator, n: int, *, peak: float, timescale: float) -> np.ndarray:
-    """Slow rigid drift (n, 2) px: a smoothed random walk plus smoothed noise, zero mean.
-
-    ``timescale`` is the Gaussian sigma (frames) of the smoothing; the largest norm is ``peak``.
-    """
-    walk = _smooth(np.cumsum(rng.standard_normal((n, 2)), 0), timescale)
-    trace = 0.5 * _standardised(walk) + _standardised(_smooth(rng.standard_normal((n, 2)),
-                                                              timescale))
-    return _peak_normalised(trace - trace.mean(0), peak)
-
-
-def breathing_trace(
-    rng: np.random.Generator, n: int, *, period: float, sharpness: float = 5.0
-) -> np.ndarray:
-    """Periodic pulse (n,) in [0, 1] with one sharp peak per ``period`` frames, zero at rest.
-
-    ``exp(sharpness * (cos(2 pi t / period + phase) - 1))``: flat between breaths, a peak of
-    width about ``period / (2 pi sqrt(sharpness))`` frames. The period varies by +-10 % from
-    breath to breath, as real breathing does.
-    """
-    rate = (2 * np.pi / period) * (1 + 0.1 * _standardised(_smooth(rng.standard_normal(n),
-                                                                   period)))
-    angle = np.cumsum(rate) + rng.uniform(0, 2 * np.pi)
-    pulse = np.exp(sharpness * (np.cos(angle) - 1.0))
-    return (pulse - pulse.min()) / max(float(np.ptp(pulse)), 1e-12)
-
-
-def jitter_trace(rng: np.random.Generator, n: int, *, sigma: float) -> np.ndarray:
-    """Independent per-frame rigid jumps (n, 2) px, Gaussian with ``sigma`` per axis, zero mean."""
-    trace = sigma * rng.standard_normal((n, 2))
-    return trace - trace.mean(0)
-
-
-# --------------------------------------------------------------------------- spatial parts
-def smooth_modes(rng: np.random.Generator, wavelength: float, n_modes: int = 4):
-    """Random plane-wave modes: wave vectors (K, 2) rad/px, phases (K,), unit vectors (K, 2).
-
-    Wavelengths are uniform in [0.8, 1.25] x ``wavelength`` px, so features (half a wavelength)
-    span 0.4-0.63 x ``wavelength``.
-    """
-    lengths = wavelength * rng.uniform(0.8, 1.25, n_modes)
-    angles = rng.uniform(0, 2 * np.pi, (2, n_modes))
-    wavevec = (2 * np.pi / lengths)[:, None] * np.stack([np.cos(angles[0]), np.sin(angles[0])], 1)
-    vec = np.stack([np.cos(angles[1]), np.sin(angles[1])], 1)
-    return wavevec, rng.uniform(0, 2 * np.pi, n_modes), vec
+MAX_CONTRACTION = 0.9
+"""Bound of ``|grad D|`` from which :class:`MotionField` refuses a motion: above it the
+fixed-point inverse may not converge."""
 
 
 @dataclass(frozen=True)
@@ -117,12 +45,14 @@ class LocalField:
         Frame coordinates (x, y) of control node [0, 0].
     spacing : float
         Control node spacing (px).
+    max_gradient : float
+        Largest spatial Jacobian norm over all times, as measured by :func:`local_field`.
     """
 
     coef: np.ndarray
     origin: tuple[float, float]
     spacing: float
-    max_gradient: float = np.inf  # measured spatial Jacobian norm over all times, see local_field
+    max_gradient: float = np.inf
 
     def at(self, t: int, x: np.ndarray, y: np.ndarray):
         """``(dx, dy)`` at integer time ``t`` and points ``(x, y)``."""
@@ -158,6 +88,8 @@ def local_field(
 
     Parameters
     ----------
+    rng : numpy.random.Generator
+        Source of the draw.
     height, width : int
         Frame size; the grid covers the frame plus ``reach`` px on every side.
     n_times : int
@@ -180,6 +112,12 @@ def local_field(
         noise is multiplied by a sum of Gaussian envelopes (sigma ``patch_sigma`` px, centres
         uniform over the grid) clipped at 1, before the peak is set, so the peak is reached
         inside a patch and most of the frame barely deforms.
+    patch_sigma : float
+        Gaussian sigma (px) of the patch envelopes.
+
+    Returns
+    -------
+    LocalField
     """
     gy = int(np.ceil((height - 1 + 2 * reach) / spacing)) + 1
     gx = int(np.ceil((width - 1 + 2 * reach) / spacing)) + 1
@@ -213,7 +151,6 @@ def local_field(
     return LocalField(coef * scale, field.origin, field.spacing, steepest * scale)
 
 
-# --------------------------------------------------------------------------- motion field
 @dataclass(frozen=True)
 class MotionField:
     """Rendering displacement ``D_t(q)`` of every frame of a recording and its exact inverse.

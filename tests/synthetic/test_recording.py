@@ -1,28 +1,13 @@
-"""Tests of the synthetic recording / session generator (pyflowreg.synthetic)."""
+"""Synthetic recordings (pyflowreg.synthetic.recording): streams, ground truth, noise."""
 
 import numpy as np
 import pytest
-import tifffile
 from scipy import ndimage as ndi
 
-from pyflowreg import synthetic
-from pyflowreg.synthetic import (
-    SyntheticRecording,
-    make_image_pair,
-    make_session,
-    write_recording,
-    write_session,
-)
+from pyflowreg.synthetic import SyntheticRecording
+from pyflowreg.synthetic.fields import invert
 
 MARGIN = 10  # px of interior used when comparing warped images
-
-
-def warp_backward(image, flow):
-    """registered(y, x) = image(y + v, x + u), cubic spline."""
-    height, width = image.shape
-    yy, xx = np.mgrid[:height, :width].astype(float)
-    coords = [yy + flow[..., 1], xx + flow[..., 0]]
-    return ndi.map_coordinates(image, coords, order=3, mode="nearest")
 
 
 def interior(image):
@@ -32,11 +17,6 @@ def interior(image):
 @pytest.fixture(scope="module")
 def recording():
     return SyntheticRecording(96, 80, 40, rigid_amplitude=3.0, nonrigid_amplitude=1.5, seed=7)
-
-
-@pytest.fixture(scope="module")
-def session():
-    return make_session(3, 80, 96, 20, rigid_amplitude=2.0, nonrigid_amplitude=1.0, seed=3)
 
 
 def test_same_seed_reproduces_frames_and_different_seed_differs():
@@ -97,7 +77,7 @@ def test_intensities_lie_in_documented_brightness_ranges():
 
 
 @pytest.mark.parametrize("rigid, nonrigid", [(4.0, 0.0), (3.0, 2.0), (0.0, 2.5)])
-def test_ground_truth_flow_registers_observed_onto_clean(rigid, nonrigid):
+def test_ground_truth_flow_registers_observed_onto_clean(rigid, nonrigid, warp_backward):
     rec = SyntheticRecording(96, 96, 12, rigid_amplitude=rigid, nonrigid_amplitude=nonrigid,
                              seed=5)
     observed, clean, flow = rec.observed(0, 12, noise=False), rec.clean(0, 12), rec.flow(0, 12)
@@ -124,7 +104,7 @@ def test_flow_matches_exact_pixelwise_inverse_of_displacement(height, width):
                              seed=5)
     yy, xx = np.mgrid[:height, :width].astype(float)
     for t in (0, 5, 11):
-        exact = np.stack(synthetic._invert(rec._field(t), xx, yy), -1)
+        exact = np.stack(invert(rec._field(t), xx, yy), -1)
         np.testing.assert_allclose(rec.flow(t, t + 1)[0], exact, atol=5e-4)
         d = rec.displacement(t, t + 1)[0]
         for c in range(2):  # w(p) = -d(p + w(p))
@@ -185,106 +165,9 @@ def test_noise_variance_matches_shot_plus_read_model():
     assert residual.std() == pytest.approx(read, rel=0.05)
 
 
-def test_image_pair_flow_registers_moving_onto_fixed():
-    fixed, moving, w_true = make_image_pair(96, 96, max_displacement=4.0, rigid_shift=(2.5, -1.5),
-                                            seed=1)
-    assert fixed.shape == moving.shape == (96, 96) and w_true.shape == (96, 96, 2)
-    assert fixed.dtype == moving.dtype == w_true.dtype == np.float32
-    error = np.abs(interior(warp_backward(moving, w_true) - fixed)).mean()
-    assert error < 0.01 * np.ptp(fixed)
-    assert error < 0.1 * np.abs(interior(moving - fixed)).mean()
-    nonrigid = w_true - np.array([2.5, -1.5], np.float32)
-    assert 3.0 < np.hypot(nonrigid[..., 0], nonrigid[..., 1]).max() < 4.5
-
-
-def test_image_pair_rigid_shift_is_exact_and_noise_independent():
-    fixed, moving, w_true = make_image_pair(64, 64, rigid_shift=(1.25, -0.5), nonrigid=False,
-                                            photons_per_unit=100.0, read_noise=0.01,
-                                            n_channels=2, seed=2)
-    assert fixed.shape == (64, 64, 2)
-    np.testing.assert_array_equal(w_true[..., 0], 1.25)
-    np.testing.assert_array_equal(w_true[..., 1], -0.5)
-    clean_fixed, clean_moving, _ = make_image_pair(64, 64, rigid_shift=(1.25, -0.5),
-                                                   nonrigid=False, n_channels=2, seed=2)
-    noise_fixed, noise_moving = fixed - clean_fixed, moving - clean_moving
-    assert abs(np.corrcoef(noise_fixed.ravel(), noise_moving.ravel())[0, 1]) < 0.05
-
-
-def test_session_between_flow_aligns_each_view_onto_center(session):
-    center = session.center_index
-    assert center == 1  # ceil(3 / 2) - 1
-    assert np.all(session.between_flow[center] == 0)
-    reference = session.recordings[center].clean_static("baseline")[..., 0]
-    for r, rec in enumerate(session.recordings):
-        view = rec.clean_static("baseline")[..., 0]
-        registered = warp_backward(view, session.between_flow[r])
-        inside = ndi.binary_erosion(session.aligned_valid_mask(r), iterations=3)
-        error = np.abs(registered - reference)[inside].mean()
-        assert error < 0.01 * np.ptp(reference)
-        if r != center:
-            assert np.abs(view - reference).mean() > 10 * error
-            assert np.hypot(*session.between_flow[r].reshape(-1, 2).T).max() > 5.0
-
-
-def test_session_recordings_share_cells_but_not_activity_or_motion(session):
-    first, second = session.recordings[0], session.recordings[2]
-    assert first.n_cells == second.n_cells
-    assert not np.allclose(first.dff, second.dff)
-    assert not np.allclose(first.rigid_flow, second.rigid_flow)
-
-
-def test_common_valid_mask_is_nonempty_and_smaller_than_frame(session):
-    common = session.common_valid_mask()
-    assert common.shape == (80, 96) and common.dtype == bool
-    assert 0.3 < common.mean() < 1.0
-    for r, rec in enumerate(session.recordings):
-        assert rec.valid_mask().mean() < 1.0
-        assert np.all(session.aligned_valid_mask(r) >= common)
-    still = make_session(2, 48, 48, 5, between_rigid_amplitude=0.0,
-                         between_nonrigid_amplitude=0.0, rigid_amplitude=0.0,
-                         nonrigid_amplitude=0.0, center_index=0, seed=1)
-    assert still.common_valid_mask().all()
-
-
 def test_valid_mask_matches_definition(recording):
     flow = recording.flow_all()
     yy, xx = np.mgrid[:96, :80]
     x, y = xx + flow[..., 0], yy + flow[..., 1]
     expected = ((x >= 0) & (x <= 79) & (y >= 0) & (y <= 95)).all(0)
     np.testing.assert_array_equal(recording.valid_mask(), expected)
-
-
-@pytest.mark.parametrize("dtype, n_channels", [("uint16", 1), ("float32", 1), ("uint16", 2)])
-def test_write_recording_is_readable_with_all_frames(tmp_path, dtype, n_channels):
-    rec = SyntheticRecording(40, 48, 9, n_channels=n_channels, seed=1)
-    path = write_recording(rec, tmp_path / "rec.tif", dtype=dtype, chunk_frames=4)
-    data = tifffile.imread(path)
-    expected_shape = (9, 40, 48) if n_channels == 1 else (9, 40, 48, 2)
-    assert data.shape == expected_shape and data.dtype == np.dtype(dtype)
-    frames = rec.observed_all().reshape(expected_shape)
-    if dtype == "float32":
-        np.testing.assert_array_equal(data, frames)
-    else:
-        scaled = np.clip(frames * rec.photons_per_unit, 0, 65535)
-        assert np.abs(data - scaled).max() <= 0.5 + 1e-3
-
-
-def test_write_session_writes_tiffs_and_ground_truth(tmp_path):
-    sess = make_session(2, 32, 40, 6, seed=4)
-    paths = write_session(sess, tmp_path / "out")
-    assert [p.name for p in paths] == ["rec_00.tif", "rec_01.tif"]
-    assert tifffile.imread(paths[1]).shape == (6, 32, 40)
-    truth = np.load(tmp_path / "out" / "ground_truth.npz")
-    assert truth["between_flow"].shape == (2, 32, 40, 2)
-    assert truth["flow"].shape == (2, 6, 32, 40, 2)
-    assert int(truth["center_index"]) == 0
-    np.testing.assert_array_equal(truth["common_valid_mask"], sess.common_valid_mask())
-    np.testing.assert_array_equal(truth["flow"][1], sess.recordings[1].flow_all())
-
-
-def test_command_line_writes_session(tmp_path, capsys):
-    synthetic.main([str(tmp_path), "--n-recordings", "2", "--height", "32", "--width", "32",
-                    "--frames", "4", "--seed", "1"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "ground_truth.npz", "rec_00.tif", "rec_01.tif"]
-    assert "rec_01.tif" in capsys.readouterr().out
