@@ -7,10 +7,14 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 SRC = Path(workflow.basedir) / "src"
-# Jobs (local or on a cluster node) import the library from this checkout, and compile numba
-# kernels into a cache in the working directory that every job can write and reuse.
+# Jobs (local or on a cluster node) import the library from this checkout, ahead of anything
+# else on PYTHONPATH (another package named pyflowreg, such as the reference implementation's,
+# must not answer instead), and compile numba kernels into a cache in the working directory
+# that every job can write and reuse.
 if SRC.is_dir():
-    os.environ.setdefault("PYTHONPATH", str(SRC))
+    JOB_PYTHONPATH = os.environ.setdefault("PYTHONPATH", str(SRC))
+    if JOB_PYTHONPATH.split(os.pathsep)[0] != str(SRC):
+        os.environ.update(PYTHONPATH=os.pathsep.join([str(SRC), JOB_PYTHONPATH]))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".numba_cache").resolve()))
 
 from pyflowreg.session.config import SessionConfig  # noqa: E402
@@ -21,7 +25,7 @@ from pyflowreg.motion_correction.qc import FIGURES as RECORDING_FIGURES  # noqa:
 from pyflowreg.motion_correction.qc import QC_FILE  # noqa: E402
 from pyflowreg.session.stale_lock import record_owner, release_stale_lock  # noqa: E402
 
-# A run killed with SIGKILL leaves Snakemake's lock behind; the README's recovery command
+# A run killed with SIGKILL leaves Snakemake's lock behind; the documented recovery command
 # (--rerun-incomplete) must work without --unlock. Only the main process decides: cluster and
 # subprocess jobs parse this file too, on other hosts, while the lock is legitimately held.
 if workflow.is_main_process:
@@ -87,7 +91,7 @@ if workflow.is_main_process and not DEMO:
 OUT = SESSION.output_root_path
 FINAL = SESSION.final_results_path
 LOGS = Path("logs")
-BENCH = Path("benchmarks_snakemake")
+BENCH = LOGS / "benchmarks"  # per-rule timings, kept apart from the benchmarks/ scripts
 VIDEO_SUFFIX = ALIGNED_SUFFIX[SESSION.align_output_format]
 STAGE2_PARAMS = stage2_params(SESSION)
 

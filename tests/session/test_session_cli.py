@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -68,8 +69,12 @@ def test_cli_runs_stage_1_then_2_then_3(small_root, tmp_path, run_cli, write_tom
     assert not (small_root / "final_results").exists()
 
     result = _ok(run_cli(config, "--stage", "2"))
-    assert "stage 2 done" in result.stdout and "rec_01.tif" in result.stdout
+    assert "stage 2 done: aligned to center rec_01 (recording 2 of 3)" in result.stdout
     assert all(_stage2_done(small_root, s) for s in STEMS)
+    # The center is named by its stem, as the workflow names it (same provenance, same resume).
+    for stem in STEMS:
+        info = json.loads((small_root / "compensated_outputs" / stem / STAGE2_FILES[1]).read_text())
+        assert info["provenance"]["center"] == "rec_01"
     assert not (small_root / "final_results").exists()
 
     result = _ok(run_cli(config, "--stage", "3"))

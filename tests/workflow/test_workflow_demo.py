@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -63,7 +64,14 @@ def test_demo_full_run_writes_every_output(demo_run, wf):
     assert "demo_session" in (root / ".flowreg_demo").read_text()
     for rule in ("compensate", "align_average", "recording_mask", "aligned_video"):
         assert (workdir / "logs" / rule / f"{wf.rec_name(0)}.log").is_file()
+        # Snakemake's per-rule timings sit under logs/, apart from the benchmarks/ scripts.
+        assert (workdir / "logs" / "benchmarks" / rule / f"{wf.rec_name(0)}.tsv").is_file()
     assert (workdir / "logs" / "demo_session.log").is_file()
+    assert not (workdir / "benchmarks").exists() and not (workdir / "benchmarks_snakemake").exists()
+    # The center is named by its stem, as the CLI and the API name it.
+    for i in range(N_DEMO):
+        info = root / "compensated_outputs" / wf.rec_name(i) / "w_to_reference.json"
+        assert json.loads(info.read_text())["provenance"]["center"] == "rec_01"
 
 
 def test_demo_second_invocation_has_nothing_to_do(demo_run, snakemake, wf):

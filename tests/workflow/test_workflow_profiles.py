@@ -3,12 +3,15 @@ and ``--profile profiles/slurm`` (from the repository root), for slurm, sge and 
 
 No scheduler runs here, so Snakemake is asked for a dry run (``-n``), which loads and applies
 the whole profile (executor plugin, resources, status command); CI runs the demo through real
-schedulers with the same profiles (``.ci/run``).
+schedulers with the same profiles (``.ci/run``). The dry runs start from a copy of the
+repository's workflow files as a fresh clone holds them: in the clone itself, a demo the user
+has already run would leave nothing to do, and the answer would depend on that history.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,6 +19,8 @@ import pytest
 
 INSTALL = "profiles/install.py"
 PROFILES = ("slurm", "sge", "pbs")
+# What a fresh clone needs to run the workflow from its root (no outputs of earlier runs).
+WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "config", "profiles", "envs", "report")
 
 
 def _install(wf, config_home, *args):
@@ -40,9 +45,22 @@ def _dry_run(wf, config_home, cwd, profile):
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory, wf):
+def fresh_root(tmp_path_factory, wf):
+    """A repository root as a fresh clone has it: the workflow's files and nothing run yet."""
+    root = tmp_path_factory.mktemp("clone")
+    for name in WORKFLOW_FILES:
+        source = wf.REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, wf, fresh_root):
     config_home = tmp_path_factory.mktemp("xdg_config")
-    before = _dry_run(wf, config_home, wf.REPO, "slurm")
+    before = _dry_run(wf, config_home, fresh_root, "slurm")
     assert before.returncode != 0 and "no profile.yaml (or config.yaml) found" in before.stderr
     result = _install(wf, config_home)
     assert result.returncode == 0, result.stderr
@@ -60,19 +78,19 @@ def test_install_copies_the_three_cluster_profiles(installed, wf):
 
 
 @pytest.mark.parametrize("name", PROFILES)
-def test_bare_profile_name_works_after_install(installed, wf, name):
-    result = _dry_run(wf, installed, wf.REPO, name)
+def test_bare_profile_name_works_after_install(installed, wf, fresh_root, name):
+    result = _dry_run(wf, installed, fresh_root, name)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Using profile {name} for setting default command line arguments" in result.stdout \
         + result.stderr
     assert "This was a dry-run" in result.stdout + result.stderr
 
 
-def test_profile_path_from_repository_root_works(tmp_path, wf):
+def test_profile_path_from_repository_root_works(tmp_path, wf, fresh_root):
     # The lookup of a path is the same for every profile (and CI runs each by absolute path
     # through a real scheduler), so one suffices here.
     name = "slurm"
-    result = _dry_run(wf, tmp_path, wf.REPO, f"profiles/{name}")  # nothing installed
+    result = _dry_run(wf, tmp_path, fresh_root, f"profiles/{name}")  # nothing installed
     assert result.returncode == 0, result.stdout + result.stderr
     assert "This was a dry-run" in result.stdout + result.stderr
 

@@ -77,8 +77,9 @@ def run(args: argparse.Namespace) -> None:
         folders = run_stage1(config)
         print(f"stage 1 done: {len(folders)} recording(s) in {config.output_root_path}")
     if 2 in stages:
-        middle_idx, center, _ = run_stage2(config)
-        print(f"stage 2 done: aligned to center {center.name} (index {middle_idx + 1} of 1-based)")
+        middle_idx, center, fields = run_stage2(config)
+        print(f"stage 2 done: aligned to center {center.stem} (recording {middle_idx + 1} of "
+              f"{len(fields)})")
     if 3 in stages:
         final = run_stage3(config)
         print(
