@@ -2,6 +2,7 @@
 
     python benchmarks/fault_injection.py                    # 30 workflow, 10 CLI, 10 array trials
     python benchmarks/fault_injection.py --trials 5 --cli-trials 2 --array-trials 2 --seed 1
+    python benchmarks/fault_injection.py --json out.json   # also the counts and run metadata
 
 Three faces, each on a fresh copy of one small synthetic session (``--recordings`` x
 ``--size``² x ``--frames``, ``quality_setting: fast``):
@@ -21,7 +22,8 @@ Every result file of a recovered run is compared with the uninterrupted run's ar
 (``.ci/clusters/compare_outputs.py``: timings and run-specific digests ignored); any leftover
 temporary, extra file or difference is a mismatch. Kills are counted per rule (per stage for
 the CLI) by the jobs running at the moment of the kill, read from the killed run's log.
-Exit status 1 if any trial mismatched or failed to recover.
+Exit status 1 if any trial mismatched or failed to recover. ``--json PATH`` writes every
+printed count and the run's metadata (``benchmarks/results_io.py``).
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ def _load_compare():
 
 
 compare_outputs = _load_compare()
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_io  # noqa: E402  (run metadata and the result file)
 
 
 # --------------------------------------------------------------------------- set-up
@@ -189,8 +194,9 @@ def running_rules(log_text: str) -> list[str]:
 def rule_seconds(folder: Path) -> dict[str, float]:
     """Median job time of each rule from Snakemake's benchmark files of a run."""
     times: dict[str, list[float]] = {}
-    for tsv in (folder / "benchmarks_snakemake").rglob("*.tsv"):
-        rule = tsv.parent.name if tsv.parent.name != "benchmarks_snakemake" else tsv.stem
+    timings = folder / "logs" / "benchmarks"
+    for tsv in timings.rglob("*.tsv"):
+        rule = tsv.parent.name if tsv.parent != timings else tsv.stem
         with open(tsv) as f:
             row = next(csv.DictReader(f, delimiter="\t"))
         times.setdefault(rule, []).append(float(row["s"]))
@@ -220,6 +226,12 @@ class Summary:
         ]
         lines += [f"{self.face}:   {failure}" for failure in self.failures]
         return "\n".join(lines)
+
+    def record(self) -> dict:
+        return {"face": self.face, "trials": self.trials, "kills": dict(sorted(self.kills.items())),
+                "recovered": self.recovered, "mismatched": self.mismatched,
+                "lock_removed": self.lock_removed if self.face == "workflow" else None,
+                "seconds": self.seconds, "failures": list(self.failures)}
 
     def recovered_run(self, where: str, problems: list[str], folder: Path) -> None:
         """Count a rerun that finished: a mismatch keeps its folder for inspection."""
@@ -413,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=48, help="frame height and width, pixels")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="write every count and the run's metadata here")
+    meta = results_io.start(None if argv is None else [__file__, *argv])
     args = parser.parse_args(argv)
 
     rng = random.Random(args.seed)
@@ -437,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep is None and not bad:
         shutil.rmtree(work)
     print(f"total: {sum(s.trials for s in summaries)} trials, {bad} failed or mismatched")
+    results_io.write(args.json, "fault_injection", meta,
+                     {"faces": [s.record() for s in summaries],
+                      "total": {"trials": sum(s.trials for s in summaries),
+                                "failed_or_mismatched": bad}},
+                     params=vars(args))
     return 1 if bad else 0
 
 

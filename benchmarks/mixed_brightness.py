@@ -5,7 +5,7 @@ Usage:
     python benchmarks/mixed_brightness.py --model local_patches --photons 10 100 1000
 
 The session holds the same tissue and motion (one seed of
-:func:`pyflowreg.synthetic_benchmark.make_benchmark_recording`) recorded at several photon levels,
+:func:`pyflowreg.synthetic.make_benchmark_recording`) recorded at several photon levels,
 as when the laser power or the depth changes between recordings; the inputs are the cached
 cases of ``benchmarks/accuracy.py``. Stage 1 runs once over the whole session through the
 session API (``SessionConfig`` + ``run_stage1``) with a single configuration: the preset
@@ -13,7 +13,8 @@ session API (``SessionConfig`` + ``run_stage1``) with a single configuration: th
 what tuning it by hand would give: the same recording corrected with each fixed smoothness
 weight of ``--fixed-alphas`` (the choice of α switched off), the best of them picked *with the
 ground truth*, a choice no lab can make. The table also shows the noise the recording's fit
-found and the weight Stage 1 chose for it.
+found and the weight Stage 1 chose for it. ``--json PATH`` writes every printed figure and the
+run's metadata (``benchmarks/results_io.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy  # noqa: E402  (the benchmark's inputs and error definition)
+import results_io  # noqa: E402  (run metadata and the result file)
 
 from pyflowreg.session import SessionConfig  # noqa: E402
 from pyflowreg.session.stage1_compensate import run_stage1  # noqa: E402
@@ -41,6 +43,7 @@ def _noise_text(status: dict) -> str:
 
 
 def main(argv=None) -> None:
+    meta = results_io.start(None if argv is None else [__file__, *argv])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smooth",
                         choices=[m for m in accuracy.FULL["models"]
@@ -51,7 +54,8 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="write every figure and the run's metadata here")
     args = parser.parse_args(argv)
 
     cases = {ph: accuracy.case_input(args.model, ph, args.size, args.frames, args.seed)
@@ -83,20 +87,23 @@ def main(argv=None) -> None:
                     fixed[alpha] = accuracy.flow_errors(accuracy.read_fields(single),
                                                         w_true)["epe_mean"]
             best = min(fixed, key=fixed.get)
-            rows.append({"photons": ph, "epe_mean_one_config": shared,
+            rows.append({"model": args.model, "photons": ph, "preset": args.preset,
+                         "size": args.size, "frames": int(len(w_true)), "seed": args.seed,
+                         "epe_mean_one_config": shared,
                          "alpha_chosen": status["alpha_selection"]["alpha"],
                          "alpha_reason": status["alpha_selection"]["reason"],
                          "noise": status["noise_model"]["channels"][0],
-                         "epe_mean_fixed_alpha": fixed, "best_fixed_alpha": best})
+                         "epe_mean_fixed_alpha": [{"alpha": a, "epe_mean": e}
+                                                  for a, e in fixed.items()],
+                         "best_fixed_alpha": best, "epe_mean_best_fixed_alpha": fixed[best],
+                         "one_config_over_best": shared / fixed[best]})
             print(f"{args.model} {ph:g} photons/unit: one configuration {shared:.3f} px "
                   f"(α {status['alpha_selection']['alpha'][0]:g}, "
                   f"{status['alpha_selection']['reason']}; noise fit: {_noise_text(status)}); "
                   "fixed α " + ", ".join(f"{a:g}: {e:.3f}" for a, e in fixed.items())
                   + f"; best by the truth α {best:g}: {fixed[best]:.3f} px "
                   f"({100 * (shared / fixed[best] - 1):+.0f} %)", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps({"command": "python " + " ".join(sys.argv),
-                                         "rows": rows}, indent=1))
+    results_io.write(args.json, "mixed_brightness", meta, {"rows": rows}, params=vars(args))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Optical-flow engine benchmark: frames/s, CPU-s/frame and accuracy per preset and thread count.
 
-Usage: python benchmarks/optical_flow.py [--sizes 256 512] [--repeats 5]
+Usage: python benchmarks/optical_flow.py [--sizes 256 512] [--repeats 5] [--json PATH]
 
 For each image size, preset (min_level 0 / 4 / 6) and parallel mode it registers a synthetic
 pair with a known smooth field (max 6 px) and prints wall-clock frames/s, CPU-seconds per frame
@@ -10,10 +10,12 @@ included) and "2 workers" (frames against one reference on two threads, numba si
 in each, as Stage 1 runs). It also times the first call in a fresh process with a cold and with
 a warm numba cache.
 
-The last columns are not measured here: they are reference figures of another tool, the
-reference pyflowreg implementation of the same method, typed in as quoted in this project's
-issue 2 (one frame pair of the same size and preset, same 2-core machine type). The ratio to
-them is printed only for the frame size and preset the quoted figure was measured on.
+The last columns are not measured here: they are figures of another tool, the reference
+pyflowreg implementation of the same method, as quoted in the project's requirements
+(``benchmarks/reference_figures.json``: one frame pair of the same size and preset, same 2-core
+machine type). The ratio to them is printed only for the frame size and preset the quoted
+figure was measured on. ``--json PATH`` writes every printed figure and the run's metadata
+(``benchmarks/results_io.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -33,12 +36,10 @@ from pyflowreg.core.optical_flow import FlowEstimator, FlowParameters, get_displ
 from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.synthetic import make_image_pair
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_io  # noqa: E402  (run metadata and the result file)
+
 PRESETS = {"quality": 0, "balanced": 4, "fast": 6}
-# Quoted reference figures, NOT measured by this script: frames/s of the reference pyflowreg
-# implementation (another tool) per (frame size, min_level), from this project's issue 2, same
-# 2-core machine type.
-QUOTED_REFERENCE_FPS = {(256, 0): 2.9, (256, 4): 14.0, (256, 6): 25.0, (512, 6): 6.6}
-QUOTED_SOURCE = "reference pyflowreg implementation, quoted in issue 2 (same machine type)"
 
 
 def prefilter(image, lo, hi):
@@ -92,7 +93,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="write every figure and the run's metadata here")
     args = parser.parse_args()
+    meta = results_io.start()
 
     with tempfile.TemporaryDirectory() as cache:
         cold = first_call_seconds(cache)
@@ -104,7 +108,9 @@ def main() -> None:
               f"{'CPU-s/frame':>11} {'EPE px':>7} {'quoted ref fps':>14} {'ratio':>7}")
     print(header)
     print("-" * len(header))
-    print(f"(quoted ref fps: not measured here; {QUOTED_SOURCE})")
+    sources = sorted({e["source"] for e in results_io.reference_figures("optical_flow")})
+    print(f"(quoted ref fps: reference pyflowreg implementation, {'; '.join(sources)})")
+    rows = []
     for size in args.sizes:
         fixed, moving, w_true = make_image_pair(size, size, max_displacement=6.0, seed=0)
         lo, hi = fixed.min(), fixed.max()
@@ -116,12 +122,19 @@ def main() -> None:
                 else:
                     threads = int(mode[0])
                     fps, cpu, epe = time_preset(f, m, w_true, min_level, threads, args.repeats)
+                rows.append({"size": size, "preset": name, "min_level": min_level,
+                             "mode": mode, "fps": fps, "cpu_s_per_frame": cpu, "epe": epe})
                 # Same frame size and preset as the quoted figure, or no ratio at all.
-                base = QUOTED_REFERENCE_FPS.get((size, min_level))
+                quoted = results_io.find_reference("optical_flow", size=size, preset=name)
+                base = quoted["figures"]["fps"] if quoted else None
                 base_s = f"{base:14.1f}" if base else f"{'-':>14}"
                 ratio = f"{fps / base:6.1f}x" if base else f"{'-':>7}"
                 print(f"{size:>5} {name:>9} {min_level:>7} {mode:>10} {fps:8.1f} "
                       f"{cpu:11.4f} {epe:7.3f} {base_s} {ratio}", flush=True)
+    results_io.write(args.json, "optical_flow", meta, {
+        "first_call": {"cold_cache_s": cold, "warm_cache_s": warm},
+        "numba_threads": numba.config.NUMBA_NUM_THREADS, "pairs": rows,
+    }, params=vars(args))
 
 
 if __name__ == "__main__":

@@ -3,14 +3,15 @@
 Usage:
     python benchmarks/resume_check.py                   # 1 GB file, 256^2 x 1000 Stage 1, 3 rounds
     python benchmarks/resume_check.py --gb 0.25 --frames 200 --rounds 1   # quick look
+    python benchmarks/resume_check.py --json out.json   # also every figure and the run's metadata
 
 Prints
   * the resume check of an unchanged recording (size and mtime equal: one ``stat``);
   * the re-hash a moved or copied recording costs (new mtime: the whole file is read), from the
     page cache and from disk (the file's pages dropped with ``posix_fadvise(DONTNEED)``);
-  * Stage 1 of a synthetic recording with the background hash (as shipped) and without it
-    (hashing disabled in the child), alternating: medians of wall-clock and CPU time and their
-    differences, and the load average (the CPU-time difference is the robust figure on a
+  * Stage 1 of a synthetic recording with the background hash (as Stage 1 runs it) and without
+    it (hashing disabled in the child), alternating: medians of wall-clock and CPU time and
+    their differences, and the load average (the CPU-time difference is the robust figure on a
     shared machine).
 """
 
@@ -28,6 +29,9 @@ from pathlib import Path
 
 from pyflowreg.io.fingerprint import fingerprint_matches, hash_file, input_fingerprint
 from pyflowreg.synthetic import SyntheticRecording, write_recording
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_io  # noqa: E402  (run metadata and the result file)
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -54,7 +58,7 @@ def drop_from_page_cache(path: Path) -> None:
         os.close(fd)
 
 
-def resume_check_figures(gb: float) -> None:
+def resume_check_figures(gb: float) -> dict:
     OUT.mkdir(parents=True, exist_ok=True)
     size = int(gb * 2**30)
     with tempfile.NamedTemporaryFile(dir=OUT, suffix=".bin", delete=False) as f:
@@ -86,9 +90,13 @@ def resume_check_figures(gb: float) -> None:
           f"({size / warm / 2**20:.0f} MiB/s)")
     print(f"  re-hash, from disk:             {cold * per_gb:.2f} s per GiB "
           f"({size / cold / 2**20:.0f} MiB/s)")
+    return {"file_gib": size / 2**30, "unchanged_us": stat_us,
+            "rehash_page_cache_s_per_gib": warm * per_gb,
+            "rehash_page_cache_mib_per_s": size / warm / 2**20,
+            "rehash_disk_s_per_gib": cold * per_gb, "rehash_disk_mib_per_s": size / cold / 2**20}
 
 
-def stage1_overhead(size: int, n_frames: int, rounds: int) -> None:
+def stage1_overhead(size: int, n_frames: int, rounds: int) -> dict:
     src = OUT / f"stage1_{size}x{size}x{n_frames}.tif"
     if not src.is_file():
         rec = SyntheticRecording(size, size, n_frames, rigid_amplitude=6.0,
@@ -114,8 +122,17 @@ def stage1_overhead(size: int, n_frames: int, rounds: int) -> None:
     extra = cpu_with - cpu_without
     print(f"  CPU:  with background hash {cpu_with:.2f} s, without {cpu_without:.2f} s, "
           f"difference {extra:+.2f} s ({extra / cpu_without * 100:+.1f} %)")
-    print(f"  load average during the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+    load = os.getloadavg()[0]
+    print(f"  load average during the runs: {load:.1f} on {os.cpu_count()} CPUs "
           "(other processes share the machine: wall-clock differences are noise above ~5 %)")
+    return {"size": size, "frames": n_frames, "preset": "fast", "input_mib": mib,
+            "rounds": rounds, "wall_with_hash_s": with_hash, "wall_without_hash_s": without,
+            "wall_difference_s": with_hash - without,
+            "wall_difference_share": with_hash / without - 1, "cpu_with_hash_s": cpu_with,
+            "cpu_without_hash_s": cpu_without, "cpu_difference_s": extra,
+            "cpu_difference_share": extra / cpu_without, "loadavg_1min_after_runs": load,
+            "wall_s": {"with_hash": times["1"][1:], "without_hash": times["0"][1:]},
+            "cpu_s": {"with_hash": cpu["1"][1:], "without_hash": cpu["0"][1:]}}
 
 
 def main() -> None:
@@ -124,9 +141,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="Stage 1 frame size (px)")
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="write every figure and the run's metadata here")
     args = parser.parse_args()
-    resume_check_figures(args.gb)
-    stage1_overhead(args.size, args.frames, args.rounds)
+    meta = results_io.start()
+    results = {"resume_check": resume_check_figures(args.gb),
+               "stage1": stage1_overhead(args.size, args.frames, args.rounds)}
+    results_io.write(args.json, "resume_check", meta, results, params=vars(args))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Usage:
     python benchmarks/stage1.py                     # 256^2 and 512^2 x 1000, every preset
     python benchmarks/stage1.py --rss-growth        # also 512^2 fast at 4000 frames
     python benchmarks/stage1.py --sizes 256 --frames 200 --presets fast   # quick look
+    python benchmarks/stage1.py --extra 512x500:fast --json out.json   # one more run, as JSON
     python benchmarks/stage1.py --qc-compare --sizes 256 --frames 500 --presets balanced
         # quality control on vs off, interleaved (--repeats rounds), frames/s and their ratio
 
@@ -13,11 +14,12 @@ everything (reading, reference construction, the choice of alpha, correction, wr
 and "alpha" are the seconds spent choosing the smoothness weight and the weight chosen. Peak
 RSS is the child's ``ru_maxrss``. Inputs are cached in ``benchmarks/out/``.
 
-The last columns are not measured here: reference figures of another tool, the reference
-pyflowreg implementation, typed in as quoted in this project's issue 3 (whole recordings, 2
-workers, same 2-core machine type). The ratio to a quoted figure is printed only for a run of
-the same frame size, frame count and preset (``--frames 500 --sizes 512 --presets fast`` for
-the 512^2 figure).
+The last columns are not measured here: figures of another tool, the reference pyflowreg
+implementation, as quoted in the project's requirements (``benchmarks/reference_figures.json``:
+whole recordings, 2 workers, same 2-core machine type). The ratio to a quoted figure is printed
+only for a run of the same frame size, frame count and preset (``--extra 512x500:fast`` for the
+512^2 figure). ``--json PATH`` writes every printed figure and the run's metadata
+(``benchmarks/results_io.py``).
 """
 
 from __future__ import annotations
@@ -31,13 +33,10 @@ from pathlib import Path
 
 from pyflowreg.synthetic import SyntheticRecording, write_recording
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_io  # noqa: E402  (run metadata and the result file)
+
 OUT = Path(__file__).resolve().parent / "out"
-# Quoted reference figures, NOT measured by this script: whole-recording frames/s of the
-# reference pyflowreg implementation (another tool) per (frame size, frames, preset), from this
-# project's issue 3, same 2-core machine type.
-QUOTED_REFERENCE_FPS = {(256, 1000, "quality"): 0.84, (256, 1000, "balanced"): 3.65,
-                        (256, 1000, "fast"): 5.35, (512, 500, "fast"): 2.83}
-QUOTED_SOURCE = "reference pyflowreg implementation, quoted in issue 3 (same machine type)"
 
 CHILD = r"""
 import json, resource, sys, time
@@ -87,38 +86,68 @@ def main() -> None:
                         "and print frames/s of both and their ratio")
     parser.add_argument("--repeats", type=int, default=2,
                         help="rounds of on/off runs with --qc-compare")
+    parser.add_argument("--extra", nargs="+", default=[], metavar="SIZExFRAMES:PRESET",
+                        type=_extra_run, help="further runs after the grid, e.g. 512x500:fast")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="write every figure and the run's metadata here")
     args = parser.parse_args()
+    meta = results_io.start()
 
     # Warm the numba cache so that compile time is not billed to the first run.
     run_child(synthetic_input(64, 20), "fast")
     if args.qc_compare:
-        compare_qc(args)
+        results_io.write(args.json, "stage1_qc", meta, compare_qc(args), params=vars(args))
         return
     header = (f"{'size':>5} {'frames':>6} {'preset':>9} {'fps':>7} {'CPU-s/frame':>11} "
               f"{'ref s':>7} {'ref %':>5} {'alpha s':>7} {'alpha':>5} {'peak RSS MB':>11} "
               f"{'quoted ref fps':>14} {'ratio':>7}")
     print(header)
     print("-" * len(header))
-    print(f"(quoted ref fps: not measured here; {QUOTED_SOURCE}; {QUOTED_REFERENCE_FPS})")
+    quoted = results_io.reference_figures("stage1")
+    listed = ", ".join(f"{e['input']['size']}^2 x {e['input']['frames']} {e['input']['preset']}: "
+                       f"{e['figures']['fps']:g}" for e in quoted)
+    sources = "; ".join(sorted({e["source"] for e in quoted}))
+    print(f"(quoted ref fps: reference pyflowreg implementation, {sources}; {listed})")
     runs = [(s, args.frames, p) for s in args.sizes for p in args.presets]
     if args.rss_growth:
         runs.append((512, 4 * args.frames, "fast"))
+    runs += args.extra
+    rows = []
     for size, n_frames, preset in runs:
         r = run_child(synthetic_input(size, n_frames), preset)
         fps = r["n_frames"] / r["wall"]
+        rows.append({"size": size, "frames": r["n_frames"], "preset": preset, "fps": fps,
+                     "wall_s": r["wall"], "cpu_s_per_frame": r["cpu"] / r["n_frames"],
+                     "reference_s": r["reference_s"],
+                     "reference_share": r["reference_s"] / r["wall"],
+                     "alpha_selection_s": r["alpha_selection_s"], "alpha": r["alpha"],
+                     "peak_rss_mb": r["peak_rss_mb"]})
         # Only a run of the quoted figure's own size, length and preset gets a ratio.
-        base = QUOTED_REFERENCE_FPS.get((size, n_frames, preset))
+        entry = results_io.find_reference("stage1", size=size, frames=n_frames, preset=preset)
+        base = entry["figures"]["fps"] if entry else None
         print(f"{size:>5} {n_frames:>6} {preset:>9} {fps:7.2f} {r['cpu'] / r['n_frames']:11.4f} "
               f"{r['reference_s']:7.1f} {100 * r['reference_s'] / r['wall']:5.0f} "
               f"{r['alpha_selection_s']:7.1f} {r['alpha'] or 0:5g} {r['peak_rss_mb']:11.0f} "
               f"{base if base else '-':>14} {f'{fps / base:.1f}x' if base else '-':>7}",
               flush=True)
+    results_io.write(args.json, "stage1", meta, {"runs": rows}, params=vars(args))
 
 
-def compare_qc(args) -> None:
+def _extra_run(text: str) -> tuple[int, int, str]:
+    """``512x500:fast`` -> (512, 500, "fast")."""
+    try:
+        shape, preset = text.split(":")
+        size, frames = (int(v) for v in shape.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SIZExFRAMES:PRESET") from None
+    return size, frames, preset
+
+
+def compare_qc(args) -> dict:
     """QC on/off in alternating order (on, off, off, on, ...) so drifts in machine load cancel."""
     print(f"{'size':>5} {'frames':>6} {'preset':>9} {'round':>5} {'QC':>4} {'fps':>7} "
           f"{'CPU-s/frame':>11}")
+    runs, summaries = [], []
     for size in args.sizes:
         for preset in args.presets:
             src = synthetic_input(size, args.frames)
@@ -129,6 +158,9 @@ def compare_qc(args) -> None:
                     r = run_child(src, preset, qc)
                     fps[qc].append(r["n_frames"] / r["wall"])
                     cpu[qc].append(r["cpu"] / r["n_frames"])
+                    runs.append({"size": size, "frames": args.frames, "preset": preset,
+                                 "round": round_ + 1, "qc": qc, "fps": fps[qc][-1],
+                                 "cpu_s_per_frame": cpu[qc][-1]})
                     print(f"{size:>5} {args.frames:>6} {preset:>9} {round_ + 1:>5} "
                           f"{'on' if qc else 'off':>4} {fps[qc][-1]:7.2f} {cpu[qc][-1]:11.4f}",
                           flush=True)
@@ -137,6 +169,11 @@ def compare_qc(args) -> None:
             print(f"  {size}^2 x {args.frames} {preset}: QC on {on:.2f} frames/s, off "
                   f"{off:.2f} frames/s, on/off = {on / off:.3f} ({(1 - on / off) * 100:+.1f} % "
                   f"slower with QC); CPU-s/frame on/off = {cpu_on / cpu_off:.3f}", flush=True)
+            summaries.append({"size": size, "frames": args.frames, "preset": preset,
+                              "fps_qc_on": on, "fps_qc_off": off, "fps_ratio_on_off": on / off,
+                              "cpu_s_per_frame_qc_on": cpu_on, "cpu_s_per_frame_qc_off": cpu_off,
+                              "cpu_ratio_on_off": cpu_on / cpu_off})
+    return {"runs": runs, "summaries": summaries}
 
 
 if __name__ == "__main__":

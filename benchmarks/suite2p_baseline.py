@@ -22,13 +22,13 @@ therefore prints the EPE after removing suite2p's constant offset (``EPE-off``),
 removing its per-pixel time-mean error (``EPE-ref``: registration to its own reference frame,
 the most favourable reading). This project's Stage 1 (balanced, the real
 ``compensate_recording``) runs on the same input in the same invocation; ``ratio`` is its EPE
-over suite2p's ``EPE-off``.
+over suite2p's ``EPE-off``. ``--json PATH`` writes every printed figure and the run's metadata
+(``benchmarks/results_io.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,6 +38,8 @@ import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy  # noqa: E402  (the benchmark's inputs and error definition)
+import real_data  # noqa: E402  (where the real recordings are)
+import results_io  # noqa: E402  (run metadata and the result file)
 
 INT16_MAX = 32767
 RAMP_SCALE = 120.0  # 255 px x 120 stays inside int16
@@ -119,6 +121,7 @@ def suite2p_case(model, photons, size, n_frames, seed, block_size, threads) -> d
 
 
 def main(argv=None) -> None:
+    meta = results_io.start(None if argv is None else [__file__, *argv])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=accuracy.QUICK["models"])
     parser.add_argument("--photons", nargs="+", type=float, default=accuracy.QUICK["photons"])
@@ -127,8 +130,11 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="write every figure and the run's metadata here")
+    real_data.add_argument(parser)
     args = parser.parse_args(argv)
+    real_data.apply(args)
     _suite2p()
     accuracy.warm_up(["balanced"])
     print(f"{'model':>13} {'photons':>7}   suite2p: {'EPE':>6} {'p95':>6} {'off':>6} {'dist':>6} "
@@ -152,11 +158,13 @@ def main(argv=None) -> None:
                   f"{s2p['epe_mean_own_reference']:7.3f} {s2p['cpu_s_per_frame']:8.4f}"
                   f"             {ours['epe_mean']:6.3f} {ours['epe_p95']:6.3f} "
                   f"{ours['cpu_s_per_frame']:8.4f}   {ratio:5.2f}", flush=True)
-    print(accuracy.QUOTED)
-    if args.json:
-        meta = {"command": "python " + " ".join(sys.argv), "block_size": args.block_size,
-                "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-        args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=float))
+    print(accuracy.quoted_text())
+    import suite2p
+    import torch
+
+    meta["versions"].update(suite2p=getattr(suite2p, "__version__", None),
+                            torch=torch.__version__)
+    results_io.write(args.json, "suite2p", meta, {"rows": rows}, params=vars(args))
 
 
 if __name__ == "__main__":

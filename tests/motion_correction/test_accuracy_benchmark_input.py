@@ -48,7 +48,7 @@ def test_another_engine_runs_on_the_same_input(tmp_path):
     assert there.returncode == 0, there.stderr
     rows = [json.loads((tmp_path / f"{name}.json").read_text()) for name in ("here", "there")]
     assert rows[1]["meta"]["engine"] == str(src)
-    (mine,), (theirs,) = rows[0]["cases"], rows[1]["cases"]
+    (mine,), (theirs,) = rows[0]["results"]["cases"], rows[1]["results"]["cases"]
     assert abs(mine["epe_mean"] - theirs["epe_mean"]) < 0.01
     assert theirs["cpu_s_per_frame"] > 0  # the child process's CPU time was counted
     # A path without the library fails loudly instead of measuring the wrong engine.
