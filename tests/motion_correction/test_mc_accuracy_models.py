@@ -1,18 +1,17 @@
 """Stage 1 accuracy pinned on three motion models at two photon levels (balanced preset).
 
-The recordings are :func:`pyflowreg.synthetic_benchmark.make_benchmark_recording` cases at
+The recordings are :func:`pyflowreg.synthetic.make_benchmark_recording` cases at
 128 x 128 x 100 frames (small for the suite, but long enough for Stage 1 to choose the
-smoothness weight; ``benchmarks/accuracy.py`` runs the 256 x 256 x 200 grid). Bounds are about
-1.5x the end-point errors measured when they were set, so a 50 % regression fails. Measured
-when set, then with the first pass stopping one level above the final one (see the README):
+smoothness weight; ``benchmarks/accuracy.py`` runs the 256 x 256 x 200 grid). Each bound is
+about 1.5x the end-point error measured for its case, so a 50 % regression fails:
 
-| case | measured EPE (px) | now | bound | with alpha fixed at 1.5 (``select_alpha: false``) |
-|---|---|---|---|---|
-| smooth, 100 photons/unit | 0.079 (alpha 6 chosen) | 0.080 | 0.12 | 0.107 |
-| smooth, 10 photons/unit | 0.203 | 0.201 | 0.30 | 0.203 (no plausible noise model: alpha kept) |
-| local + line scan, 100 | 0.264 | 0.274 | 0.40 | 0.264 (alpha 1.5 chosen) |
-| local + line scan, 10 | 0.601 | 0.602 | 0.90 | 0.601 (no plausible noise model: alpha kept) |
-| local in patches + line scan, 100 (issue 8's local case, added later) | 0.163 | | 0.25 | |
+| case | measured EPE (px) | bound | with alpha fixed at 1.5 (``select_alpha: false``) |
+|---|---|---|---|
+| smooth, 100 photons/unit | 0.080 (alpha chosen) | 0.12 | 0.107 |
+| smooth, 10 photons/unit | 0.201 | 0.30 | 0.203 (no plausible noise model: alpha kept) |
+| local + line scan, 100 | 0.274 | 0.40 | 0.264 (alpha 1.5 chosen) |
+| local + line scan, 10 | 0.602 | 0.90 | 0.601 (no plausible noise model: alpha kept) |
+| local in patches + line scan, 100 | 0.163 | 0.25 | |
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ import numpy as np
 import pytest
 
 from pyflowreg.motion_correction import compensate_recording
-from pyflowreg.synthetic import write_recording
-from pyflowreg.synthetic_benchmark import make_benchmark_recording
+from pyflowreg.synthetic import make_benchmark_recording, write_recording
 
 SIZE, N_FRAMES = 128, 100  # 100: the shortest recording whose smoothness weight is chosen
 BOUNDS = {  # (model, photons per unit) -> bound on the mean end-point error, px

@@ -24,7 +24,7 @@ from pyflowreg.synthetic import SyntheticRecording
 
 FAST = {"quality_setting": "fast", "n_workers": 2}
 # 256 x 256 float32 frames: 256 KiB each, 64 frames = 16 MiB, more than the three 4 MiB blocks
-# (start, middle, end) the previous fingerprint sampled.
+# (start, middle, end) that a sampling fingerprint would read instead of the whole file.
 HEIGHT = WIDTH = 256
 N_FRAMES = 64
 EDITED_FRAME = 20  # bytes 5-5.25 MiB: between the first and the middle sampled block
@@ -47,7 +47,7 @@ def _edit_one_pixel(path: Path, frame: int) -> int:
     return offset
 
 
-def _old_sampled_ranges(size: int, block: int = 4 << 20) -> list[tuple[int, int]]:
+def _three_block_ranges(size: int, block: int = 4 << 20) -> list[tuple[int, int]]:
     starts = {0, max(0, size // 2 - block // 2), max(0, size - block)}
     return [(s, s + block) for s in sorted(starts)]
 
@@ -86,12 +86,12 @@ def test_status_records_size_mtime_and_whole_file_hash(large):
     }
 
 
-def test_edit_outside_the_old_sampled_blocks_recomputes(large):
+def test_edit_outside_three_sampled_blocks_recomputes(large):
     movie, out = large
     offset = _edit_one_pixel(movie, EDITED_FRAME)
     size = movie.stat().st_size
-    assert not any(a <= offset < b for a, b in _old_sampled_ranges(size)), \
-        "the edit must lie where the old three-block fingerprint did not look"
+    assert not any(a <= offset < b for a, b in _three_block_ranges(size)), \
+        "the edit must lie where a three-block sampling fingerprint would not look"
     options = OFOptions.from_dict(FAST)
     assert not is_complete(out, movie, options)
     before = _compensated(out)

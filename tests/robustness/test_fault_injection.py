@@ -1,5 +1,6 @@
 """A small seeded run of ``benchmarks/fault_injection.py``: SIGKILL the workflow, the CLI and
-``run_stage1_array`` mid-run, recover as the README says, compare with an uninterrupted run.
+``run_stage1_array`` mid-run, recover as docs/recovery.md says, compare with an uninterrupted
+run.
 
 The full figures (30+ workflow trials over every rule) come from running the script itself;
 this keeps one trial per face in the suite so a regression in recovery fails a test.

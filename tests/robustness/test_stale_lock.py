@@ -128,8 +128,9 @@ def test_own_record_is_not_an_owner_and_records_of_dead_dry_runs_are_pruned(tmp_
 
 @pytest.mark.slow
 def test_a_running_workflow_keeps_its_lock_against_a_second_run(tmp_path):
-    """Real snakemake: while run 1 holds the lock, run 2 (the README's recovery command) is
-    refused with Snakemake's lock error and the lock stays; run 1 is then stopped."""
+    """Real snakemake: while run 1 holds the lock, run 2 (the recovery command of
+    docs/recovery.md) is refused with Snakemake's lock error and the lock stays; run 1 is then
+    stopped."""
     session = make_session(2, 32, 32, 6, seed=3)
     write_session(session, tmp_path / "data", ground_truth_flows=False)
     (tmp_path / "config.yaml").write_text(

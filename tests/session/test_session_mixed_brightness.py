@@ -1,4 +1,4 @@
-"""A session of mixed brightness needs no per-recording settings (issue 8).
+"""A session of mixed brightness needs no per-recording settings.
 
 The same tissue and motion recorded dim (10 photons per unit, read-noise limited) and bright
 (1000 photons per unit) go through ``run_stage1`` with one configuration. Each recording gets
@@ -19,8 +19,7 @@ import pytest
 
 from pyflowreg.session import SessionConfig
 from pyflowreg.session.stage1_compensate import run_stage1
-from pyflowreg.synthetic import write_recording
-from pyflowreg.synthetic_benchmark import make_benchmark_recording
+from pyflowreg.synthetic import make_benchmark_recording, write_recording
 
 SIZE, N_FRAMES = 128, 100  # 100: the shortest recording whose smoothness weight is chosen
 LEVELS = {"dim": 10.0, "bright": 1000.0}  # photons per unit

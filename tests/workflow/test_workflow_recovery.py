@@ -1,6 +1,6 @@
-"""Failure handling: a SIGKILLed run recovers with the README's command, --rerun-incomplete
-(its stale lock is removed, no --unlock needed); --keep-going with one corrupt recording
-finishes the others and names the bad file."""
+"""Failure handling: a SIGKILLed run recovers with the command of docs/recovery.md,
+--rerun-incomplete (its stale lock is removed, no --unlock needed); --keep-going with one corrupt
+recording finishes the others and names the bad file."""
 
 from __future__ import annotations
 

@@ -355,7 +355,7 @@ REFINE_ALPHA_FACTOR = 8.0
 REFINE_LEVELS = 2
 # A first pass that a refinement follows stops this many levels above the final one: its finest
 # level costs about a third of it, and what it finds there the refinement re-estimates. Measured
-# (README, Method notes): Stage 1 11-19 % less CPU; real tissue 5 % and smooth and jitter 1-4 %
+# (docs/method.md): Stage 1 11-19 % less CPU; real tissue 5 % and smooth and jitter 1-4 %
 # more accurate, local deformation 2-4 % less.
 FIRST_PASS_LEVELS_ABOVE_FINAL = 1
 

@@ -2,7 +2,7 @@
 
 The best weight depends on what the tissue does: wide, smooth deformation wants a strong
 smoothness term, local deformation of 15-30 px features a weak one, and a fixed value serves one
-at the expense of the other (measured in the README, Method notes). So the weight is chosen per
+at the expense of the other (measured in ``docs/method.md``). So the weight is chosen per
 recording, from its own frames:
 
 1. a run of ``SELECTION_FRAMES`` consecutive frames from the middle of the recording is split
@@ -38,9 +38,9 @@ from pyflowreg.motion_correction.parallel import FramePool
 
 ALPHA_FACTORS = (1.0, 2.0, 4.0)  # candidates: the configured alpha times these
 # With a refinement pass, which undoes much of the shrinkage a strong first-pass weight leaves,
-# a fourth candidate pays: bright smooth and jitter recordings pick it (README, Method notes:
-# balanced 4-14 % lower error). Without one (fast) it made those recordings worse (jitter, 100
-# photons: 0.098 -> 0.129 px). A 16x candidate was picked where it is worse (smooth, 100
+# a fourth candidate pays: bright smooth and jitter recordings pick it (docs/method.md:
+# balanced 4-14 % lower error). Without one (fast) it makes those recordings worse (jitter, 100
+# photons: 0.098 -> 0.129 px). A 16x candidate is picked where it is worse (smooth, 100
 # photons: 0.074 -> 0.094 px). bracket_search scores three of the four, so the choice costs
 # no more than with three.
 REFINED_ALPHA_FACTORS = (1.0, 2.0, 4.0, 8.0)

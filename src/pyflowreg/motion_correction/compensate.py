@@ -379,7 +379,7 @@ def _correct(
     log(f"{input_file.name}: reference from {reference.frame_indices.size} frames, "
         f"{reference.passes} pass(es), {t_reference:.1f} s")
     # Judged on the full first pass, not on Stage 1's shortened one: on that one larger weights
-    # gain less and the choice fell short (README, Method notes).
+    # gain less and the choice falls short (docs/method.md).
     selection = select_alpha(
         reader, reference, options.flow_parameters, sigma, weight=options.weight, pool=pool,
         enabled=options.select_alpha,

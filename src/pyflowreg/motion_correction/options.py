@@ -22,9 +22,9 @@ from pyflowreg.core.optical_flow import FlowParameters
 # preset -> (final pyramid level, SOR sweeps per level, reference frames, refinement pass).
 # Coarse-to-fine warm starts make 10-20 sweeps as accurate as 50 from level 1 up, and the time
 # saved buys a finer final level and the refinement pass. Below level 1 the photon noise of
-# 2-photon frames outweighs the detail gained (full resolution measured no better, often worse),
-# and with the refinement more sweeps were worse at high photon counts, so quality differs from
-# balanced by a reference averaged over twice the frames (README, Method notes).
+# 2-photon frames outweighs the detail gained (full resolution measures no better, often worse),
+# and with the refinement more sweeps are worse at high photon counts, so quality differs from
+# balanced by a reference averaged over twice the frames (docs/method.md).
 QUALITY_PRESETS = {"quality": (1, 10, 200, True), "balanced": (1, 10, 100, True),
                    "fast": (3, 20, 100, False)}
 DEFAULT_REFERENCE_MAX_FRAMES = 100  # with quality_setting "custom"

@@ -338,7 +338,7 @@ def get_array_task_id() -> int | None:
 
 
 def schema_markdown_table() -> str:
-    """The config reference as a Markdown table, generated from the schema (for the README)."""
+    """The config reference as a Markdown table, generated from the schema (config/README.md)."""
     rows = ["| key | type | default | description |", "|---|---|---|---|"]
 
     def add(name: str, spec: dict) -> None:
