@@ -166,6 +166,7 @@ def write(path: Path | str | None, benchmark: str, meta: dict, results,
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the result from other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

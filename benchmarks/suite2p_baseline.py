@@ -29,6 +29,7 @@ over suite2p's ``EPE-off``. ``--json PATH`` writes every printed figure and the 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 import time
 from pathlib import Path
@@ -159,10 +160,9 @@ def main(argv=None) -> None:
                   f"             {ours['epe_mean']:6.3f} {ours['epe_p95']:6.3f} "
                   f"{ours['cpu_s_per_frame']:8.4f}   {ratio:5.2f}", flush=True)
     print(accuracy.quoted_text())
-    import suite2p
     import torch
 
-    meta["versions"].update(suite2p=getattr(suite2p, "__version__", None),
+    meta["versions"].update(suite2p=importlib.metadata.version("suite2p"),
                             torch=torch.__version__)
     results_io.write(args.json, "suite2p", meta, {"rows": rows}, params=vars(args))
 
