@@ -20,7 +20,7 @@ import pytest
 INSTALL = "profiles/install.py"
 PROFILES = ("slurm", "sge", "pbs")
 # What a fresh clone needs to run the workflow from its root (no outputs of earlier runs).
-WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "config", "profiles", "envs", "report")
+WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "config", "profiles", "envs", "report", "src")
 
 
 def _install(wf, config_home, *args):
@@ -51,7 +51,8 @@ def fresh_root(tmp_path_factory, wf):
     for name in WORKFLOW_FILES:
         source = wf.REPO / name
         if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, root / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(source, root / name)
     return root
