@@ -49,6 +49,7 @@ COMMANDS = {
                                       "local_patches --photons 10 100 1000 "
                                       "--json benchmarks/results/mixed_brightness_local_patches"
                                       ".json",
+    "noise_model": "python benchmarks/noise_model.py --json benchmarks/results/noise_model.json",
     "resume_check": "python benchmarks/resume_check.py "
                     "--json benchmarks/results/resume_check.json",
     "fault_injection": "python benchmarks/fault_injection.py "
@@ -232,11 +233,19 @@ def section_optical_flow(docs: dict, reference: list[dict]) -> str:
 
 def _goal(row: dict, goals: list[dict]) -> str:
     for goal in goals:
+        # Result files of runs without sizes in their goals hold them for every size.
         if (goal["model"], goal["photons"], goal["preset"]) == (row["model"], row["photons"],
-                                                                row["preset"]):
+                                                                row["preset"]) \
+                and goal.get("size", row["size"][0]) == row["size"][0]:
             met = "met" if row["epe_mean"] <= goal["epe_mean"] else "missed"
             return f"≤ {goal['epe_mean']:.2f}: {met}"
     return ""
+
+
+def _alpha_text(row: dict) -> str:
+    """The smoothness weight of each seed and the path its choice took, e.g. "12 (photon-model)"."""
+    pairs = zip(row.get("alpha") or [], row.get("alpha_path") or [], strict=False)
+    return ", ".join(f"{a:g} ({p})" for a, p in pairs if a is not None) or "—"
 
 
 def section_accuracy(docs: dict, reference: list[dict]) -> str:
@@ -262,7 +271,7 @@ def section_accuracy(docs: dict, reference: list[dict]) -> str:
         out += [run_header(doc), "", table(
             ["model", "photons/unit", "preset", "frames", "EPE mean (p95), px", "offset, px",
              "distortion, px", "mean-image error, % (true fields)", "CPU-s/frame",
-             "reference %", "goal"],
+             "reference %", "alpha (path of its choice)", "goal"],
             [[r["model"], photons_text(r["photons"]), r["preset"],
               shape_text(r["size"], r["frames"]),
               epe_text(r["epe_mean"], r["epe_p95"]), num(r["offset"], 3),
@@ -270,7 +279,7 @@ def section_accuracy(docs: dict, reference: list[dict]) -> str:
               f"{num(r['image_error'], 2)} ({num(r['image_error_ideal'], 2)})",
               num(r["cpu_s_per_frame"], 4),
               num(None if r["reference_share"] is None else 100 * r["reference_share"], 0),
-              _goal(r, goals)] for r in res["cases"]])]
+              _alpha_text(r), _goal(r, goals)] for r in res["cases"]])]
     entries = [e for e in reference if e["benchmark"] == "accuracy"]
     rows = []
     for e in entries:
@@ -340,6 +349,51 @@ def section_session(docs: dict) -> str:
     out += [run_header(doc), "", table(
         ["seed", "session", "reference recording",
          "Stage 2 EPE per recording, px (rigid shift alone; kept)", "mask Dice"], rows)]
+    return "\n".join(out)
+
+
+def section_noise(docs: dict) -> str:
+    out = ["## Noise model against the generator's truth", "",
+           "`benchmarks/noise_model.py` stores synthetic recordings as detectors would (k counts "
+           "per photon, a dark offset; an offset of 0 clips the read noise of 5 photons at the "
+           "floor) and fits Stage 1's noise model to them (16 consecutive frame pairs of 200 "
+           "frames). Each cell gives the fitted gain against the true k and the answer the fit "
+           "gives: `photon` (a significant shot-noise line: the noise-stabilising transform is "
+           "used), `line` (a line without significant gain) or `bins` (only the variances "
+           "measured per brightness bin: the choice of the smoothness weight follows them and "
+           "reports a fallback). The real recordings have no known gain.", ""]
+    doc = docs.get("noise_model")
+    if doc is None:
+        out.append(absent("noise_model"))
+        return "\n".join(out)
+    cases = doc["results"]["cases"]
+    detectors = list(dict.fromkeys((c["counts_per_photon"], c["offset"]) for c in cases))
+    keys = list(dict.fromkeys((c["model"], c["photons"], c["size"]) for c in cases))
+    by_key = {(c["model"], c["photons"], c["size"], c["counts_per_photon"], c["offset"]): c
+              for c in cases}
+
+    def cell(case):
+        if case is None:
+            return "—"
+        if case["kind"] in ("bins", "none"):
+            return f"no line, {case['kind']}"
+        return (f"{case['gain']:.3g} of {case['true_gain']:g} "
+                f"({100 * case['gain_relative_error']:+.0f} %), {case['kind']}")
+
+    rows = [[model, photons_text(photons), f"{size}²",
+             *(cell(by_key.get((model, photons, size, k, offset))) for k, offset in detectors)]
+            for model, photons, size in keys]
+    out += [run_header(doc), "", table(
+        ["model", "photons/unit", "frame",
+         *(f"k {k:g}, offset {offset:g}" + (" (clipped)" if offset == 0 else "")
+           for k, offset in detectors)], rows)]
+    real = doc["results"].get("real", [])
+    if real:
+        out += ["", table(["real recording", "frames", "fitted gain (counts per photon)",
+                           "intercept", "kind"],
+                          [[f"`{r['file']}`", f"{r['frames']} x "
+                            f"{'x'.join(map(str, r['frame_shape']))}", num(r["gain"], 3),
+                            num(r["intercept"], 1), r["kind"]] for r in real])]
     return "\n".join(out)
 
 
@@ -532,6 +586,8 @@ def render_page(results: Path = RESULTS, reference_path: Path = REFERENCE_FIGURE
         section_session(docs),
         "",
         section_mixed(docs),
+        "",
+        section_noise(docs),
         "",
         section_stage1(docs, reference),
         "",

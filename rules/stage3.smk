@@ -52,6 +52,8 @@ rule session_mask:
         w=expand(rules.align_average.output.w, rec=RECORDINGS),
         averages=expand(rules.compensate.output.average, rec=RECORDINGS),
         h5=expand(rules.compensate.output.h5, rec=RECORDINGS),
+        # read for the session QC: how each recording chose its smoothness weight
+        status=expand(rules.compensate.output.status, rec=RECORDINGS),
     output:
         png=str(FINAL / "final_valid_idx.png"),
         npz=str(FINAL / "final_valid_idx.npz"),

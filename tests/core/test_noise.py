@@ -28,6 +28,13 @@ def _counts(rng, rate, *, gain, offset, read_noise):
     return gain * rng.poisson(rate) + offset + rng.normal(0.0, read_noise, rate.shape)
 
 
+def _exact_model(gain, intercept, brightness=(100.0, 400.0)) -> NoiseModel:
+    """A model that describes its data exactly (the line through two measured bins)."""
+    bins = tuple((x, gain * x + intercept) for x in np.linspace(*brightness, 4))
+    return NoiseModel(gain, intercept, 1.0, 16, gain_se=gain / 100, chi2=1.0,
+                      relative_residual=0.0, bins=bins)
+
+
 def _pairs(rng, rate, n_pairs=16, shift_px=0.0, **detector):
     pairs = []
     for _ in range(n_pairs):
@@ -51,19 +58,54 @@ def test_fit_recovers_poisson_gaussian_model(shift_px):
     assert stabilising_shift(model) == pytest.approx(expected_shift, abs=12.0)
 
 
-def test_constant_noise_is_not_a_photon_model():
-    # Gaussian noise of one variance at every brightness: no shot noise, nothing to stabilise.
+def test_constant_noise_is_not_a_photon_model_but_its_variance_is_known():
+    # Gaussian noise of one variance at every brightness: no shot noise, nothing to stabilise,
+    # but the line (of no significant gain) still gives the variance at every brightness.
     rng = np.random.default_rng(1)
     rate = _tissue(rng)
     pairs = np.stack([[rate + rng.normal(0, 3.0, rate.shape) for _ in range(2)]
                       for _ in range(16)])
     model = fit_noise_model(*pair_samples(pairs))
     assert not model.plausible, model
+    assert model.kind == "line", model
+    assert model.variance(np.array([5.0, 50.0])) == pytest.approx(9.0, rel=0.1)
+
+
+def test_dim_integer_counts_still_give_the_gain():
+    # 2-10 photons per pixel under 5 counts of read noise, stored as integers: the median
+    # absolute deviation of integer differences takes the same value in every brightness bin,
+    # so the variance must not be measured by it.
+    rng = np.random.default_rng(6)
+    rate = 2.0 + 8.0 * (_tissue(rng, (192, 192)) - 2.0) / 58.0
+    pairs = np.round(_pairs(rng, rate, gain=1.0, offset=100.0, read_noise=5.0))
+    model = fit_noise_model(*pair_samples(pairs))
+    assert model.plausible, model
+    assert model.gain == pytest.approx(1.0, rel=0.2), model
+    assert model.intercept == pytest.approx(25.0 + 1 / 12 - 100.0, abs=20.0), model
+
+
+
+
+def test_clipped_counts_leave_measured_variances_instead_of_a_line():
+    # No dark offset: the read noise of dim pixels is clipped at zero, the line cannot be
+    # fitted, but the variance of every brightness bin is measured and answers instead.
+    rng = np.random.default_rng(8)
+    rate = 1.0 + 5.0 * (_tissue(rng) - 2.0) / 58.0
+    pairs = np.maximum(np.round(_pairs(rng, rate, gain=1.0, offset=0.0, read_noise=5.0)), 0)
+    model = fit_noise_model(*pair_samples(pairs))
+    assert not model.plausible and model.measured, model
+    assert model.kind == "bins", model
+    centres, variances = np.asarray(model.bins).T
+    np.testing.assert_allclose(model.variance(centres), variances)
+    assert model.as_dict()["kind"] == "bins"
 
 
 def test_too_few_pixels_give_no_model():
     model = fit_noise_model(np.ones((8, 8)), np.zeros((2, 8, 8)))
     assert not model.plausible and model.r_squared == 0.0
+    assert not model.measured and model.kind == "none"
+    with pytest.raises(ValueError, match="no noise variance"):
+        model.variance(np.ones(3))
 
 
 def test_transform_makes_noise_uniform():
@@ -114,7 +156,7 @@ def test_fission_gives_independent_copies_with_the_predicted_noise():
     clean = gain * rate + offset
     frames = np.stack([_counts(rng, rate, gain=gain, offset=offset, read_noise=read_noise)
                        for _ in range(40)])
-    model = NoiseModel(gain, read_noise**2 - gain * offset, 1.0, 16)
+    model = _exact_model(gain, read_noise**2 - gain * offset)
     fit, score = fission(frames, model, np.random.default_rng(0), tau)
     noise_fit, noise_score = fit - clean, score - clean
     variance = gain * (clean - offset) + read_noise**2

@@ -115,23 +115,23 @@ def test_status_json_is_complete(hdf5_run):
     assert status["refinement"] == {"enabled": False}
     (channel,) = status["noise_model"]["channels"]
     assert status["noise_model"]["enabled"] is True
-    assert {"gain", "intercept", "r_squared", "plausible", "stabilised"} <= set(channel)
-    assert channel["stabilised"] == channel["plausible"]
-    # The smoothness weight is cross-validated only for long recordings with a plausible noise
-    # model (the long case is covered by test_mc_accuracy_models).
+    assert {"gain", "intercept", "r_squared", "plausible", "stabilised", "kind",
+            "variance_ratio"} <= set(channel)
+    # The transform only where a photon model's variance grows with brightness.
+    assert channel["stabilised"] == (channel["plausible"] and channel["variance_ratio"] >= 1.5)
+    # The smoothness weight is cross-validated for long recordings whatever the noise fit gave
+    # (the long case is covered by test_mc_accuracy_models and test_alpha_selection).
     selection = status["alpha_selection"]
     if T < MIN_RECORDING_FRAMES:
         assert selection["reason"] == f"recording shorter than {MIN_RECORDING_FRAMES} frames"
         assert selection["alpha"] == [1.5, 1.5]
-    elif channel["plausible"]:
-        assert selection["reason"] == "cross-validated"
+        assert selection["path"] == "configured" and selection["fell_back"] is False
+    else:
+        assert selection["reason"].startswith("cross-validated")
         # The search stops at the first candidate no better than the one before.
         assert 2 <= len(selection["candidates"]) == len(selection["gradient_misfit"]) \
             <= len(ALPHA_FACTORS)
         assert selection["alpha"] in selection["candidates"]
-    else:
-        assert selection["reason"] == "no plausible noise model"
-        assert selection["alpha"] == [1.5, 1.5]
 
 
 def test_output_dtype_same_keeps_uint16(movie, hdf5_run, tmp_path):

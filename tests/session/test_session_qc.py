@@ -22,6 +22,7 @@ from pyflowreg.session.qc import (
     field_summary,
     fov_costs,
     qc_dir,
+    write_session_qc,
 )
 from pyflowreg.session.stage2_between_avgs import run_stage2
 from pyflowreg.session.stage3_valid_mask import run_stage3
@@ -69,6 +70,36 @@ def test_alignment_score_is_one_for_identical_and_drops_with_misalignment():
     assert np.isnan(alignment_score(image, image, np.zeros((48, 48), bool)))
 
 
+def test_a_fallback_choice_of_alpha_is_listed_marked_and_warned(tmp_path):
+    image = SyntheticRecording(48, 48, 1, rigid_amplitude=0, nonrigid_amplitude=0,
+                               seed=2).clean_static()
+    stems = ["rec_a", "rec_b", "rec_c"]
+    stage1 = [
+        {"alpha": [12.0, 12.0], "path": "photon-model", "fell_back": False,
+         "reason": "cross-validated, split by the fitted photon-noise model"},
+        {"alpha": [3.0, 3.0], "path": "measured-variance", "fell_back": True,
+         "reason": "cross-validated, split by the measured noise variances: no photon-noise "
+                   "model fits (bins)"},
+        None,  # a Stage 1 folder without the record
+    ]
+    messages = []
+    report = write_session_qc(
+        tmp_path, stems=stems, averages=[image] * 3,
+        fields=[np.zeros((48, 48, 2), np.float32)] * 3,
+        aligned_masks=[np.ones((48, 48), bool)] * 3, middle_idx=1, stage1=stage1,
+        log=messages.append)
+    assert report["alpha_fallback"] == ["rec_b"]
+    entries = report["recordings"]
+    assert (entries["rec_a"]["alpha"], entries["rec_a"]["alpha_path"]) == (12.0, "photon-model")
+    assert entries["rec_b"]["alpha_fell_back"] and not entries["rec_a"]["alpha_fell_back"]
+    assert entries["rec_c"]["alpha"] is None and not entries["rec_c"]["alpha_fell_back"]
+    assert json.loads((qc_dir(tmp_path) / SESSION_QC_FILE).read_text()) == report
+    (warning,) = [m for m in messages if "WARNING" in m]
+    assert "rec_b" in warning and "measured-variance" in warning and "qc.json" in warning
+    for name in FIGURES.values():
+        assert (qc_dir(tmp_path) / name).read_bytes()[:8] == PNG_MAGIC
+
+
 @pytest.fixture(scope="module")
 def foreign_session(small_session_source, tmp_path_factory):
     """The tiny session plus one recording of another tissue sample, through all 3 stages.
@@ -113,6 +144,9 @@ def test_recording_of_another_tissue_sample_is_flagged_and_warned(foreign_sessio
     warnings = [line for line in stderr.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and FOREIGN in warnings[0]
     assert "exclude_misaligned" in warnings[0]
+    # 8-frame recordings keep the configured weight by design: recorded, not a fallback.
+    assert report["alpha_fallback"] == []
+    assert {e["alpha_path"] for e in report["recordings"].values()} == {"configured"}
 
 
 def test_rigid_shift_matches_the_true_between_recording_warp(foreign_session):

@@ -388,6 +388,9 @@ def _correct(
     t_selection = time.perf_counter() - t_start - t_reference
     log(f"{input_file.name}: smoothness alpha {selection.alpha[0]:g} ({selection.reason}, "
         f"{t_selection:.1f} s)")
+    if selection.fell_back:
+        log(f"WARNING: {input_file.name}: the noise fit failed, so the smoothness weight "
+            f"alpha {selection.alpha[0]:g} took a fallback path ({selection.reason})")
     params = dataclasses.replace(options.flow_parameters, alpha=selection.alpha)
     out_dtype = reader.dtype if options.output_dtype == "same" else np.dtype(options.output_dtype)
     writers = {}
@@ -448,8 +451,10 @@ def _correct(
     atomic_save_npy(
         folder / REFERENCE_FILE, reference.image[..., 0] if n_ch == 1 else reference.image
     )
+    noise_status = _noise_status(options, reference)
     if qc is not None:
-        qc.finish(folder, name=input_file.name, log=log)
+        qc.finish(folder, name=input_file.name, log=log,
+                  settings={"alpha_selection": selection.as_dict(), "noise_model": noise_status})
     elapsed = time.perf_counter() - t_start
     status = {
         "complete": True,
@@ -471,7 +476,7 @@ def _correct(
             "window_sigmas_frames": list(temporal.DEFAULT_SCALES),
             "frames_per_window": window_counts.tolist(),
         },
-        "noise_model": _noise_status(options, reference),
+        "noise_model": noise_status,
         "alpha_selection": selection.as_dict(),
         "refinement": _refinement_status(flows),
         "seconds": {"reference": round(t_reference, 3), "alpha_selection": round(t_selection, 3),

@@ -203,14 +203,19 @@ class RecordingQC:
         inner = magnitude[b : magnitude.shape[0] - b, b : magnitude.shape[1] - b]
         return _json_float(inner.mean()), _json_float(inner.max())
 
-    def finish(self, folder: str | Path, *, name: str = "", log=None) -> dict:
+    def finish(self, folder: str | Path, *, name: str = "", log=None,
+               settings: dict | None = None) -> dict:
         """Write ``qc.json`` and the figures into ``folder``; return the metrics.
 
         Figures first, ``qc.json`` last, each under a temporary name renamed when complete, so
-        a ``qc.json`` on disk always comes with its figures.
+        a ``qc.json`` on disk always comes with its figures. ``settings``: how the correction
+        was set up for this recording (the choice of the smoothness weight and the noise
+        model), stored under ``settings`` so a reader of ``qc.json`` sees which path it took.
         """
         folder = Path(folder)
         metrics = self.metrics()
+        if settings:
+            metrics["settings"] = settings
         title = name or folder.name
         raw_mean = self.raw_sum / self.n_frames
         corrected_mean = self.corrected_sum / self.n_frames

@@ -49,6 +49,17 @@ def contrast_limits(*images: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi if hi > lo else lo + 1)
 
 
+def _alpha_note(metrics: dict) -> str:
+    """The smoothness weight used and, where it was not chosen with a photon model, why."""
+    selection = metrics.get("settings", {}).get("alpha_selection")
+    if not selection:
+        return ""
+    note = f" (smoothness alpha {selection['alpha'][0]:g}"
+    if selection.get("fell_back"):
+        note += f", FALLBACK: {selection['path']}"
+    return note + ")"
+
+
 def plot_recording(folder: Path, title: str, metrics: dict, raw_mean: np.ndarray,
                    corrected_mean: np.ndarray, mean_abs_w: np.ndarray) -> None:
     """Draw the four per-recording figures (see ``FIGURES``) into ``folder``."""
@@ -83,7 +94,7 @@ def plot_recording(folder: Path, title: str, metrics: dict, raw_mean: np.ndarray
     axes[1].set_ylabel("|w| (px)")
     axes[1].set_xlabel("frame")
     axes[1].legend(loc="upper right")
-    fig.suptitle(f"{title}: displacement corrected in every frame")
+    fig.suptitle(f"{title}: displacement corrected in every frame{_alpha_note(metrics)}")
     save_figure(fig, folder / FIGURES["displacement"])
 
     fig, ax = plt.subplots(figsize=(9, 3.6))

@@ -95,8 +95,7 @@ def fit_recording_noise(reader, n_pairs: int = NOISE_PAIRS) -> list[NoiseModel]:
     pairs = np.stack([np.asarray(reader.read(t, t + 2), dtype=np.float64) for t in starts])
     models = []
     for c in range(pairs.shape[-1]):
-        signal, deviation = pair_samples(pairs[..., c])
-        models.append(fit_noise_model(signal, deviation))
+        models.append(fit_noise_model(*pair_samples(pairs[..., c])))
     return models
 
 
@@ -157,7 +156,7 @@ def build_reference(reader, options: OFOptions, *, log=None, pool=None) -> Refer
     noise_models = []
     if options.stabilise_noise and n_frames >= 2:
         noise_models = fit_recording_noise(reader)
-        shifts = [stabilising_shift(m) if m.plausible else np.nan for m in noise_models]
+        shifts = [stabilising_shift(m) if m.stabilises else np.nan for m in noise_models]
         # Normalising and Gaussian filtering commute: the filtered mean serves both.
         norm = norm.with_stabiliser(shifts, norm.apply(filtered_mean))
     reference = Reference(mean, norm, indices, noise_models=noise_models)

@@ -16,7 +16,11 @@ For every recording (by stem) :func:`assess_session` measures
 - the rigid part of its field to the center (mean u, v) and the size of the rest (RMS and max
   of ``|w - mean w|``);
 - ``fov_cost``: the fraction of the session mask that this recording alone removes, i.e. of
-  the pixels valid in every *other* kept recording, the fraction where this one is invalid.
+  the pixels valid in every *other* kept recording, the fraction where this one is invalid;
+- from Stage 1 (``status.json``): the smoothness weight ``alpha`` and the path its choice took
+  (``alpha_path``); ``alpha_fell_back`` when it was not chosen with a fitted photon-noise
+  model (see :mod:`pyflowreg.motion_correction.alpha_selection`), which the figures mark and
+  the log warns about.
 
 :func:`write_session_qc` writes ``<final_results>/qc/session.json``, the coverage map
 (``coverage.npy``: number of recordings valid at each pixel of the center's grid) and three PNG
@@ -36,6 +40,7 @@ from scipy import ndimage
 
 from pyflowreg.core.warping import backward_valid_mask, warp_image
 from pyflowreg.io import atomic_output, atomic_save_npy
+from pyflowreg.motion_correction.compensate import STATUS_FILE
 from pyflowreg.motion_correction.qc_figures import (
     contrast_limits,
     display_image,
@@ -150,8 +155,10 @@ def assess_session(
     middle_idx: int,
     *,
     exclude_misaligned: bool = False,
+    stage1: list[dict | None] | None = None,
 ) -> tuple[dict, list[np.ndarray], np.ndarray]:
-    """Assess every recording; see the module docstring.
+    """Assess every recording; see the module docstring (``stage1``: see
+    :func:`write_session_qc`).
 
     Returns (report, warped, final): the content of ``session.json`` without file names, the
     averages warped into the center's grid (zero where the warp leaves the recording) and the
@@ -182,6 +189,7 @@ def assess_session(
             "fov_cost": round(costs[r][0], 4),
             "fov_cost_px": costs[r][1],
             "excluded": r in excluded,
+            **_alpha_summary(stage1[r] if stage1 else None),
         }
     return {
         "version": QC_VERSION,
@@ -192,10 +200,21 @@ def assess_session(
         "exclude_misaligned": bool(exclude_misaligned),
         "misaligned": [stems[r] for r in range(len(stems)) if not ok[r]],
         "excluded": [stems[r] for r in excluded],
+        "alpha_fallback": [stem for stem in stems if recordings[stem]["alpha_fell_back"]],
         "session_mask_px": int(final.sum()),
         "session_mask_fraction": round(float(final.mean()), 4),
         "recordings": recordings,
     }, warped, final
+
+
+def _alpha_summary(selection: dict | None) -> dict:
+    """A recording's smoothness weight and the path its choice took (None where unknown)."""
+    if not selection:
+        return {"alpha": None, "alpha_path": None, "alpha_reason": None,
+                "alpha_fell_back": False}
+    return {"alpha": selection["alpha"][0], "alpha_path": selection.get("path"),
+            "alpha_reason": selection.get("reason"),
+            "alpha_fell_back": bool(selection.get("fell_back", False))}
 
 
 def misaligned_warning(stem: str, entry: dict, center: str, excluded: bool) -> str:
@@ -221,6 +240,25 @@ def misaligned_warning(stem: str, entry: dict, center: str, excluded: bool) -> s
     )
 
 
+def stage1_alpha(folder: str | Path) -> dict | None:
+    """How a recording's Stage 1 chose its smoothness weight (``status.json``), if recorded."""
+    try:
+        status = json.loads((Path(folder) / STATUS_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return status.get("alpha_selection")
+
+
+def alpha_fallback_warning(stem: str, entry: dict) -> str:
+    """The log line for a recording whose smoothness weight was not chosen with a photon model."""
+    return (
+        f"WARNING: recording {stem}: its smoothness weight alpha {entry['alpha']:g} took the "
+        f"fallback path '{entry['alpha_path']}' ({entry['alpha_reason']}); its correction "
+        "may be less accurate than the others'. See its qc.json (settings) and "
+        "docs/quality-control.md."
+    )
+
+
 def write_session_qc(
     out_dir: str | Path,
     *,
@@ -230,6 +268,7 @@ def write_session_qc(
     aligned_masks: list[np.ndarray],
     middle_idx: int,
     exclude_misaligned: bool = False,
+    stage1: list[dict | None] | None = None,
     log=None,
 ) -> dict:
     """Assess the session and write ``qc/session.json``, ``qc/coverage.npy`` and the figures.
@@ -250,8 +289,12 @@ def write_session_qc(
         0-based index of the center.
     exclude_misaligned : bool
         Whether misaligned recordings are left out of the session mask (recorded only).
+    stage1 : list of dict or None, optional
+        Per recording, its Stage 1 choice of the smoothness weight (``status.json``'s
+        ``alpha_selection``, see :func:`stage1_alpha`); None where unknown.
     log : callable(str), optional
-        Receives a warning per misaligned recording (default: stderr).
+        Receives a warning per misaligned recording and per recording whose smoothness weight
+        fell back (default: stderr).
 
     Returns
     -------
@@ -262,10 +305,12 @@ def write_session_qc(
     folder.mkdir(parents=True, exist_ok=True)
     averages = [a[..., None] if a.ndim == 2 else a for a in averages]
     report, warped, final = assess_session(stems, averages, fields, aligned_masks, middle_idx,
-                                           exclude_misaligned=exclude_misaligned)
+                                           exclude_misaligned=exclude_misaligned, stage1=stage1)
     for stem in report["misaligned"]:
         log(misaligned_warning(stem, report["recordings"][stem], report["center"],
                                stem in report["excluded"]))
+    for stem in report["alpha_fallback"]:
+        log(alpha_fallback_warning(stem, report["recordings"][stem]))
     coverage = coverage_map(aligned_masks)
     atomic_save_npy(folder / COVERAGE_FILE, coverage)
     plot_session(folder, report, warped, coverage, final)
@@ -292,13 +337,18 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 def _label(stem: str, entry: dict) -> tuple[str, str]:
+    # A weight that fell back is named under the title, in orange unless the recording is
+    # also misaligned (red wins).
+    fallback = (f"\nalpha FALLBACK: {entry['alpha_path']}" if entry.get("alpha_fell_back")
+                else "")
     if entry["is_center"]:
-        return f"{stem} (center)", "black"
+        return f"{stem} (center){fallback}", "darkorange" if fallback else "black"
     score = entry["alignment_score"]
     text = f"{stem}: score {'n/a' if score is None else f'{score:.2f}'}"
     if not entry["alignment_ok"]:
-        return text + ("\nNOT ALIGNED, excluded" if entry["excluded"] else "\nNOT ALIGNED"), "red"
-    return text, "black"
+        excluded = "\nNOT ALIGNED, excluded" if entry["excluded"] else "\nNOT ALIGNED"
+        return text + excluded + fallback, "red"
+    return text + fallback, "darkorange" if fallback else "black"
 
 
 def _panels(report: dict, title: str):

@@ -30,7 +30,7 @@ from pyflowreg.io import (
 from pyflowreg.motion_correction.compensate import IDX_FILE, STATUS_FILE, compensated_path
 from pyflowreg.session.backend import with_backend_threads
 from pyflowreg.session.config import SessionConfig
-from pyflowreg.session.qc import excluded_recordings, write_session_qc
+from pyflowreg.session.qc import excluded_recordings, stage1_alpha, write_session_qc
 from pyflowreg.session.stage2_between_avgs import (
     W_FILE,
     MissingStageOutput,
@@ -208,7 +208,8 @@ def combine_session(
     report = write_session_qc(
         out_dir, stems=[Path(p).parent.name for p in compensated_paths], averages=averages,
         fields=displacement_fields, aligned_masks=aligned_masks, middle_idx=middle_idx,
-        exclude_misaligned=exclude_misaligned, log=log,
+        exclude_misaligned=exclude_misaligned,
+        stage1=[stage1_alpha(Path(p).parent) for p in compensated_paths], log=log,
     )
     kept = [m for m, entry in zip(aligned_masks, report["recordings"].values(), strict=True)
             if not entry["excluded"]]

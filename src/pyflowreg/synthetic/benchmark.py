@@ -10,6 +10,9 @@ Models
 ``"smooth"``
     Wide deformation: smooth modes of 60-100 px features, 2 px, plus a rigid drift of 5 px
     (timescale 15 frames). All rows of a frame are acquired at once.
+``"smooth_wide"``
+    The same with modes as wide as the frame (wavelength twice its size): deformation that
+    128 px blocks can follow, and that wants a smoothness weight growing with the frame.
 ``"local"``
     Local deformation of 15-30 px features up to 3 px (timescale 8 frames) on a fast rigid
     motion of 4 px (timescale 3 frames, up to ~1 px per frame), with line scanning over the
@@ -32,6 +35,12 @@ Models
     1 px with features the size of the frame, keeping their own noise (``photons_per_unit`` is
     ignored). The frame is cropped by a margin larger than the motion so every observed pixel
     shows real tissue. They need the folder of the real recordings (``data_dir``).
+``"real_tiled"``
+    The ``thunder_mouse_vs1`` frames mirrored into a 512 x 512 mosaic
+    (:func:`~pyflowreg.synthetic.real_data.mirrored_mosaic`), moved like ``"real"``: real
+    texture, noise and activity at their own sampling in a frame of the size most 2-photon
+    labs record (no real 512 x 512 recording with a licence that allows redistribution is at
+    hand). The mosaic repeats every 128 px.
 
 Photon level
 ------------
@@ -57,7 +66,13 @@ from scipy import ndimage as ndi
 from pyflowreg.synthetic import streams
 from pyflowreg.synthetic.fields import grid_max_norm, smooth_modes
 from pyflowreg.synthetic.motion import MotionField, local_field
-from pyflowreg.synthetic.real_data import REAL_RECORDINGS, RealSource, load_real_frames
+from pyflowreg.synthetic.real_data import (
+    REAL_RECORDINGS,
+    TILED_SIZE,
+    RealSource,
+    load_real_frames,
+    mirrored_mosaic,
+)
 from pyflowreg.synthetic.recording import SyntheticRecording, WholeRecording, add_noise
 from pyflowreg.synthetic.scene import SPLINE_MARGIN, make_scene
 from pyflowreg.synthetic.traces import breathing_trace, drift_trace, jitter_trace
@@ -75,7 +90,8 @@ MEAN_BRIGHTNESS = 0.45
 """Mean of the time-mean synthetic frame: 100 photons per unit give 45 photons per pixel."""
 DARK_OFFSET_COUNTS = 100.0
 """Stored dark offset (counts): the read noise (5 counts) never reaches zero."""
-BENCHMARK_MODELS = ("smooth", "local", "local_patches", "jitter", "real", "real_sima")
+BENCHMARK_MODELS = ("smooth", "smooth_wide", "local", "local_patches", "jitter", "real",
+                    "real_sima", "real_tiled")
 """Every model :func:`make_benchmark_recording` knows."""
 
 
@@ -284,6 +300,11 @@ def _draw_motion(model, rng, height, width, n_times) -> MotionField:
         modes = _wide_modes(rng, n_times, height, width, wavelength=160.0, peak=2.0,
                             timescale=15.0)
         return MotionField(height, width, rigid, *modes)
+    if model == "smooth_wide":
+        rigid = drift_trace(rng, n_times, peak=5.0, timescale=15.0)
+        modes = _wide_modes(rng, n_times, height, width, wavelength=2.0 * max(height, width),
+                            peak=2.0, timescale=15.0)
+        return MotionField(height, width, rigid, *modes)
     if model in ("local", "local_patches"):
         rigid = drift_trace(rng, n_times, peak=4.0, timescale=3.0)
         local = local_field(rng, height, width, n_times, peak=3.0, feature_sigma=6.0,
@@ -319,7 +340,7 @@ def make_benchmark_recording(
 
     Parameters
     ----------
-    model : {"smooth", "local", "local_patches", "jitter", "real", "real_sima"}
+    model : one of BENCHMARK_MODELS
         Motion model (see the module docstring).
     photons_per_unit : float or None
         Photons per brightness unit (about 3 to 1000; mean signal ``0.45 * ppu`` photons per
@@ -361,6 +382,9 @@ def make_benchmark_recording(
     if model in REAL_RECORDINGS:
         frames = load_real_frames(model, data_dir)
         margin = 6  # motion peak (2 px drift + 1 px modes, re-centred) + cubic-spline support
+        if model == "real_tiled":
+            count = len(frames) if n_frames is None else max(1, min(int(n_frames), len(frames)))
+            frames = mirrored_mosaic(frames[:count], TILED_SIZE + 2 * margin)
         own = (frames.shape[1] - 2 * margin, frames.shape[2] - 2 * margin)
         if (height, width) not in ((None, None), own):
             raise ValueError(f"model {model!r} has frames of {own[0]} x {own[1]} px (real "

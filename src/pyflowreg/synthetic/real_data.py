@@ -19,8 +19,25 @@ __all__ = ["REAL_RECORDINGS", "RealSource", "load_real_frames"]
 REAL_RECORDINGS = {
     "real": ("thunder_mouse_vs1/mouse_vs1_500x64x64_int16.tif", 500, 64, 64),
     "real_sima": ("sima_example/example.tif", 20, 128, 256),
+    "real_tiled": ("thunder_mouse_vs1/mouse_vs1_500x64x64_int16.tif", 500, 64, 64),
 }
 """Real model -> (file below the real-data folder, frames, height, width)."""
+
+TILED_SIZE = 512
+"""Frame size (px) of ``real_tiled``: the real frames mirrored into a mosaic this large."""
+
+
+def mirrored_mosaic(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, size, size, C) frames: each frame of ``frames`` (T, H, W, C) mirrored to fill it.
+
+    Tiles alternate with their mirror images, so the mosaic has no edge where tiles meet: real
+    texture, noise and calcium activity at their own sampling, repeating every 2 H x 2 W px.
+    """
+    _, height, width, _ = frames.shape
+    reps = (-(-size // (2 * height)), -(-size // (2 * width)))
+    cell = np.concatenate([frames, frames[:, ::-1]], axis=1)
+    cell = np.concatenate([cell, cell[:, :, ::-1]], axis=2)
+    return np.ascontiguousarray(np.tile(cell, (1, *reps, 1))[:, :size, :size])
 
 
 def load_real_frames(model: str, data_dir) -> np.ndarray:
