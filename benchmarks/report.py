@@ -495,9 +495,12 @@ def headline(docs: dict, reference: list[dict], link: str | None = None) -> str:
     accuracy = docs.get("accuracy")
     cases = accuracy["results"]["cases"] if accuracy else []
     suite2p = [r for r in (docs.get("suite2p") or {}).get("results", {}).get("rows", [])]
-    for model, photons in (("smooth", 100.0), ("local_patches", 100.0), ("jitter", 100.0),
-                           ("real", None)):
-        row = _find(cases, model=model, photons=photons, preset="balanced")
+    # (model, photons, frame size or None for a real model's own); suite2p is measured at 256.
+    for model, photons, size in (("smooth", 100.0, 256), ("local_patches", 100.0, 256),
+                                 ("jitter", 100.0, 256), ("real", None, None),
+                                 ("smooth_wide", 10.0, 256), ("smooth_wide", 100.0, 512)):
+        row = next((r for r in cases if (r["model"], r["photons"], r["preset"]) == (
+            model, photons, "balanced") and size in (None, r["size"][0])), None)
         s2p = next((r["suite2p"] for r in suite2p if (r["suite2p"]["model"],
                     r["suite2p"]["photons"]) == (model, photons)), None)
         shape = f", {shape_text(row['size'], row['frames'])}" if row else ""

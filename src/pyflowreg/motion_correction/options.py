@@ -89,14 +89,16 @@ class OFOptions:
         Fit the recording's Poisson-Gaussian noise model and estimate the flow on frames passed
         through the transform that makes their noise uniform (``sqrt(x + shift)``, see
         :mod:`pyflowreg.core.noise`). Skipped, and recorded as such in ``status.json``, when
-        the data do not follow the model (e.g. read-noise-dominated or processed data).
+        the data do not follow the model (processed or clipped data) or the variance hardly
+        grows with brightness (read noise dominating).
     select_alpha : bool, default True
-        Choose the smoothness weight per recording among ``alpha`` x (1, 2, 4), and x 8 when
-        ``refine`` is on, by cross-validation on split frames (see
-        :mod:`pyflowreg.motion_correction.alpha_selection`);
-        ``alpha`` itself is kept unless a larger weight fits held-out noise significantly better,
-        and always when the noise model is not plausible or the recording has fewer than 100
-        frames. The choice and the scores are in ``status.json`` (``alpha_selection``).
+        Choose the smoothness weight per recording among ``alpha`` x (1, 2, 4), and x (1, 2, 4,
+        8, 16, 32) when ``refine`` is on, by cross-validation on split frames (see
+        :mod:`pyflowreg.motion_correction.alpha_selection`); ``alpha`` itself is kept unless a
+        larger weight fits held-out noise significantly better, and for recordings of fewer
+        than 100 frames. Where no photon-noise model fits, the split follows the measured noise
+        variances and the choice is reported as a fallback. The choice, its path and the
+        scores are in ``status.json`` and ``qc.json`` (``alpha_selection``).
     refine : bool or None, default None
         Estimate every flow a second time, starting from its temporally filtered first
         estimate and regularised towards it (see
