@@ -113,6 +113,15 @@ def absent(name: str) -> str:
             f"`{COMMANDS[name]}`.")
 
 
+def section(heading: str, intro: str, docs: dict, name: str, body, level: int = 2) -> str:
+    """A page section: its heading, what the script measures, then ``body(result)`` as lines,
+    or where the missing result file comes from."""
+    doc = docs.get(name)
+    lines = ["#" * level + f" {heading}", "", intro, ""]
+    lines += [absent(name)] if doc is None else body(doc)
+    return "\n".join(lines)
+
+
 def load_results(folder: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))}
 
@@ -126,30 +135,55 @@ def quoted_source(entries: list[dict]) -> str:
 
 
 # --------------------------------------------------------------------------- sections
+STAGE1_INTRO = (
+    "`benchmarks/stage1.py` runs `compensate_recording` on a synthetic uint16 recording "
+    "(rigid motion up to 6 px plus 1.5 px non-rigid motion, photon noise) with 2 workers, "
+    "each run in a fresh process after a warm-up that compiles numba's kernels. "
+    "Frames/s is wall-clock time over everything (reading, noise fit, reference, choice "
+    "of α, correction, quality control, writing); CPU-s/frame counts all threads; "
+    "\"reference\" is the time spent building the reference and its share of the wall "
+    "time; \"α s\" the time spent choosing the smoothness weight and \"α\" the weight "
+    "chosen; peak RSS is the process's maximum resident memory."
+)
+QC_COST_INTRO = (
+    "`benchmarks/stage1.py --qc-compare` runs the same recording with quality control on "
+    "and off in alternating order (on, off, off, on, ...) so that a drift of the "
+    "machine's load weighs on both alike."
+)
+OPTICAL_FLOW_INTRO = (
+    "`benchmarks/optical_flow.py` registers a synthetic pair with a known smooth field "
+    "(up to 6 px) per frame size and preset and gives frames/s, CPU-s per frame and the "
+    "mean end-point error (EPE) against the true field. \"1 thread\" and \"2 threads\" "
+    "are numba threads splitting one image (one `get_displacement` call per pair, "
+    "reference pyramid included); \"2 workers\" registers frames against one reference "
+    "on two threads, as Stage 1 does."
+)
+
+
+def stage1_lines(doc: dict) -> list[str]:
+    return [run_header(doc), "", table(
+        ["recording", "preset", "frames/s", "CPU-s/frame", "reference, s (%)", "α s", "α",
+         "peak RSS, MB"],
+        [[f"{r['size']}² x {r['frames']}", r["preset"], num(r["fps"], 2),
+          num(r["cpu_s_per_frame"], 4),
+          f"{num(r['reference_s'], 1)} ({num(100 * r['reference_share'], 0)} %)",
+          num(r["alpha_selection_s"], 1), "—" if r["alpha"] is None else f"{r['alpha']:g}",
+          num(r["peak_rss_mb"], 0)] for r in doc["results"]["runs"]])]
+
+
+def qc_cost_lines(doc: dict) -> list[str]:
+    return [run_header(doc), "", table(
+        ["recording", "preset", "frames/s on / off", "ratio on/off", "CPU-s/frame on / off",
+         "ratio on/off"],
+        [[f"{s['size']}² x {s['frames']}", s["preset"],
+          f"{num(s['fps_qc_on'], 2)} / {num(s['fps_qc_off'], 2)}",
+          num(s["fps_ratio_on_off"], 3),
+          f"{num(s['cpu_s_per_frame_qc_on'], 4)} / {num(s['cpu_s_per_frame_qc_off'], 4)}",
+          num(s["cpu_ratio_on_off"], 3)] for s in doc["results"]["summaries"]])]
+
+
 def section_stage1(docs: dict, reference: list[dict]) -> str:
-    out = ["## Stage 1 speed and memory", "",
-           "`benchmarks/stage1.py` runs `compensate_recording` on a synthetic uint16 recording "
-           "(rigid motion up to 6 px plus 1.5 px non-rigid motion, photon noise) with 2 workers, "
-           "each run in a fresh process after a warm-up that compiles numba's kernels. "
-           "Frames/s is wall-clock time over everything (reading, noise fit, reference, choice "
-           "of α, correction, quality control, writing); CPU-s/frame counts all threads; "
-           "\"reference\" is the time spent building the reference and its share of the wall "
-           "time; \"α s\" the time spent choosing the smoothness weight and \"α\" the weight "
-           "chosen; peak RSS is the process's maximum resident memory.", ""]
-    doc = docs.get("stage1")
-    measured = []
-    if doc is None:
-        out.append(absent("stage1"))
-    else:
-        measured = doc["results"]["runs"]
-        out += [run_header(doc), "", table(
-            ["recording", "preset", "frames/s", "CPU-s/frame", "reference, s (%)", "α s", "α",
-             "peak RSS, MB"],
-            [[f"{r['size']}² x {r['frames']}", r["preset"], num(r["fps"], 2),
-              num(r["cpu_s_per_frame"], 4),
-              f"{num(r['reference_s'], 1)} ({num(100 * r['reference_share'], 0)} %)",
-              num(r["alpha_selection_s"], 1), "—" if r["alpha"] is None else f"{r['alpha']:g}",
-              num(r["peak_rss_mb"], 0)] for r in measured])]
+    measured = docs["stage1"]["results"]["runs"] if "stage1" in docs else []
     entries = [e for e in reference if e["benchmark"] == "stage1"]
     rows = []
     for e in entries:
@@ -162,61 +196,40 @@ def section_stage1(docs: dict, reference: list[dict]) -> str:
                      f"{e['figures']['fps']:g}", other or "—",
                      num(match["fps"], 2) if match else "not run",
                      f"{match['fps'] / e['figures']['fps']:.1f}x" if match else "—"])
-    out += ["", "Quoted figures of another tool on whole recordings "
-            f"({quoted_source(entries)}). The ratio is given only where a run above has the "
-            "same frame size, frame count and preset.", "",
-            table(["recording", "preset", "tool", "frames/s (quoted)", "other (quoted)",
-                   "frames/s measured here", "ratio"], rows)]
-    doc = docs.get("stage1_qc")
-    out += ["", "### Cost of quality control", "",
-            "`benchmarks/stage1.py --qc-compare` runs the same recording with quality control on "
-            "and off in alternating order (on, off, off, on, ...) so that a drift of the "
-            "machine's load weighs on both alike.", ""]
-    if doc is None:
-        out.append(absent("stage1_qc"))
-    else:
-        out += [run_header(doc), "", table(
-            ["recording", "preset", "frames/s on / off", "ratio on/off", "CPU-s/frame on / off",
-             "ratio on/off"],
-            [[f"{s['size']}² x {s['frames']}", s["preset"],
-              f"{num(s['fps_qc_on'], 2)} / {num(s['fps_qc_off'], 2)}",
-              num(s["fps_ratio_on_off"], 3),
-              f"{num(s['cpu_s_per_frame_qc_on'], 4)} / {num(s['cpu_s_per_frame_qc_off'], 4)}",
-              num(s["cpu_ratio_on_off"], 3)] for s in doc["results"]["summaries"]])]
-    return "\n".join(out)
+    quoted = ["Quoted figures of another tool on whole recordings "
+              f"({quoted_source(entries)}). The ratio is given only where a run above has the "
+              "same frame size, frame count and preset.", "",
+              table(["recording", "preset", "tool", "frames/s (quoted)", "other (quoted)",
+                     "frames/s measured here", "ratio"], rows)]
+    qc_cost = section("Cost of quality control", QC_COST_INTRO, docs, "stage1_qc",
+                      qc_cost_lines, level=3)
+    return "\n\n".join([section("Stage 1 speed and memory", STAGE1_INTRO, docs, "stage1",
+                                 stage1_lines), "\n".join(quoted), qc_cost])
+
+
+def optical_flow_lines(doc: dict) -> list[str]:
+    res = doc["results"]
+    pairs = res["pairs"]
+    cases = list(dict.fromkeys((p["size"], p["preset"], p["min_level"]) for p in pairs))
+    modes = list(dict.fromkeys(p["mode"] for p in pairs))
+    by = {(p["size"], p["preset"], p["mode"]): p for p in pairs}
+    rows = []
+    for size, preset, level in cases:
+        got = [by.get((size, preset, m)) for m in modes]
+        rows.append([f"{size}²", preset, str(level)]
+                    + [num(p["fps"], 1) if p else "—" for p in got]
+                    + [" / ".join(num(p["cpu_s_per_frame"], 4) if p else "—" for p in got),
+                       num(got[0]["epe"], 3) if got[0] else "—"])
+    first = res["first_call"]
+    return [run_header(doc), "",
+            f"First call in a fresh process: {num(first['cold_cache_s'], 1)} s compiling "
+            f"from a cold numba cache, {num(first['warm_cache_s'], 2)} s with a warm one.",
+            "", table(["size", "preset", "min level"] + [f"{m}, frames/s" for m in modes]
+                      + [f"CPU-s/frame ({' / '.join(modes)})", "EPE, px"], rows)]
 
 
 def section_optical_flow(docs: dict, reference: list[dict]) -> str:
-    out = ["## Optical flow, one frame pair", "",
-           "`benchmarks/optical_flow.py` registers a synthetic pair with a known smooth field "
-           "(up to 6 px) per frame size and preset and gives frames/s, CPU-s per frame and the "
-           "mean end-point error (EPE) against the true field. \"1 thread\" and \"2 threads\" "
-           "are numba threads splitting one image (one `get_displacement` call per pair, "
-           "reference pyramid included); \"2 workers\" registers frames against one reference "
-           "on two threads, as Stage 1 does.", ""]
-    doc = docs.get("optical_flow")
-    pairs = []
-    if doc is None:
-        out.append(absent("optical_flow"))
-    else:
-        res = doc["results"]
-        pairs = res["pairs"]
-        cases = list(dict.fromkeys((p["size"], p["preset"], p["min_level"]) for p in pairs))
-        modes = list(dict.fromkeys(p["mode"] for p in pairs))
-        by = {(p["size"], p["preset"], p["mode"]): p for p in pairs}
-        rows = []
-        for size, preset, level in cases:
-            got = [by.get((size, preset, m)) for m in modes]
-            rows.append([f"{size}²", preset, str(level)]
-                        + [num(p["fps"], 1) if p else "—" for p in got]
-                        + [" / ".join(num(p["cpu_s_per_frame"], 4) if p else "—" for p in got),
-                           num(got[0]["epe"], 3) if got[0] else "—"])
-        first = res["first_call"]
-        out += [run_header(doc), "",
-                f"First call in a fresh process: {num(first['cold_cache_s'], 1)} s compiling "
-                f"from a cold numba cache, {num(first['warm_cache_s'], 2)} s with a warm one.",
-                "", table(["size", "preset", "min level"] + [f"{m}, frames/s" for m in modes]
-                          + [f"CPU-s/frame ({' / '.join(modes)})", "EPE, px"], rows)]
+    pairs = docs["optical_flow"]["results"]["pairs"] if "optical_flow" in docs else []
     entries = [e for e in reference if e["benchmark"] == "optical_flow"]
     rows = []
     for e in entries:
@@ -225,10 +238,11 @@ def section_optical_flow(docs: dict, reference: list[dict]) -> str:
         ratios = " / ".join(f"{p['mode']} {p['fps'] / e['figures']['fps']:.1f}x" for p in got)
         rows.append([f"{i['size']}²", i["preset"], e["tool"], f"{e['figures']['fps']:g}",
                      ratios or "not run"])
-    out += ["", "Quoted figures of another tool on one frame pair "
-            f"({quoted_source(entries)}). Ratios only for the same frame size and preset.", "",
-            table(["size", "preset", "tool", "frames/s (quoted)", "measured / quoted"], rows)]
-    return "\n".join(out)
+    quoted = ["Quoted figures of another tool on one frame pair "
+              f"({quoted_source(entries)}). Ratios only for the same frame size and preset.", "",
+              table(["size", "preset", "tool", "frames/s (quoted)", "measured / quoted"], rows)]
+    return "\n\n".join([section("Optical flow, one frame pair", OPTICAL_FLOW_INTRO, docs,
+                                 "optical_flow", optical_flow_lines), "\n".join(quoted)])
 
 
 def _goal(row: dict, goals: list[dict]) -> str:
@@ -328,44 +342,43 @@ def section_suite2p(docs: dict) -> str:
     return "\n".join(out)
 
 
-def section_session(docs: dict) -> str:
-    out = ["## Session alignment and mask", "",
-           "`benchmarks/accuracy.py --session` writes sessions of synthetic recordings moved "
-           "against each other (12 px rigid plus 2.5 px non-rigid), runs Stages 1 to 3 "
-           "(balanced) and compares each recording's field to the reference recording with the "
-           "true between-recording flow (mean EPE; in brackets the EPE of the rigid shift "
-           "alone and the candidate Stage 2 kept), and the session mask with the true common "
-           "field of view (Dice).", ""]
-    doc = docs.get("accuracy_session")
-    if doc is None:
-        out.append(absent("accuracy_session"))
-        return "\n".join(out)
+SESSION_INTRO = (
+    "`benchmarks/accuracy.py --session` writes sessions of synthetic recordings moved "
+    "against each other (12 px rigid plus 2.5 px non-rigid), runs Stages 1 to 3 "
+    "(balanced) and compares each recording's field to the reference recording with the "
+    "true between-recording flow (mean EPE; in brackets the EPE of the rigid shift "
+    "alone and the candidate Stage 2 kept), and the session mask with the true common "
+    "field of view (Dice)."
+)
+
+
+
+def session_lines(doc: dict) -> list[str]:
     rows = [[str(s["seed"]), f"{s['recordings']} x {s['size']}² x {s['frames']}",
              str(s["reference"]),
              "; ".join(f"{a['recording']}: {num(a['epe_mean'], 3)} "
                        f"({num(a['rigid_epe_mean'], 2)}; {a['kept']})"
                        for a in s["alignments"]),
              num(s["dice"], 4)] for s in doc["results"]["sessions"]]
-    out += [run_header(doc), "", table(
+    return [run_header(doc), "", table(
         ["seed", "session", "reference recording",
          "Stage 2 EPE per recording, px (rigid shift alone; kept)", "mask Dice"], rows)]
-    return "\n".join(out)
 
 
-def section_noise(docs: dict) -> str:
-    out = ["## Noise model against the generator's truth", "",
-           "`benchmarks/noise_model.py` stores synthetic recordings as detectors would (k counts "
-           "per photon, a dark offset; an offset of 0 clips the read noise of 5 photons at the "
-           "floor) and fits Stage 1's noise model to them (16 consecutive frame pairs of 200 "
-           "frames). Each cell gives the fitted gain against the true k and the answer the fit "
-           "gives: `photon` (a significant shot-noise line: the noise-stabilising transform is "
-           "used), `line` (a line without significant gain) or `bins` (only the variances "
-           "measured per brightness bin: the choice of the smoothness weight follows them and "
-           "reports a fallback). The real recordings have no known gain.", ""]
-    doc = docs.get("noise_model")
-    if doc is None:
-        out.append(absent("noise_model"))
-        return "\n".join(out)
+NOISE_INTRO = (
+    "`benchmarks/noise_model.py` stores synthetic recordings as detectors would (k counts "
+    "per photon, a dark offset; an offset of 0 clips the read noise of 5 photons at the "
+    "floor) and fits Stage 1's noise model to them (16 consecutive frame pairs of 200 "
+    "frames). Each cell gives the fitted gain against the true k and the answer the fit "
+    "gives: `photon` (a significant shot-noise line: the noise-stabilising transform is "
+    "used), `line` (a line without significant gain) or `bins` (only the variances "
+    "measured per brightness bin: the choice of the smoothness weight follows them and "
+    "reports a fallback). The real recordings have no known gain."
+)
+
+
+
+def noise_lines(doc: dict) -> list[str]:
     cases = doc["results"]["cases"]
     detectors = list(dict.fromkeys((c["counts_per_photon"], c["offset"]) for c in cases))
     keys = list(dict.fromkeys((c["model"], c["photons"], c["size"]) for c in cases))
@@ -383,7 +396,7 @@ def section_noise(docs: dict) -> str:
     rows = [[model, photons_text(photons), f"{size}²",
              *(cell(by_key.get((model, photons, size, k, offset))) for k, offset in detectors)]
             for model, photons, size in keys]
-    out += [run_header(doc), "", table(
+    out = [run_header(doc), "", table(
         ["model", "photons/unit", "frame",
          *(f"k {k:g}, offset {offset:g}" + (" (clipped)" if offset == 0 else "")
            for k, offset in detectors)], rows)]
@@ -394,7 +407,7 @@ def section_noise(docs: dict) -> str:
                           [[f"`{r['file']}`", f"{r['frames']} x "
                             f"{'x'.join(map(str, r['frame_shape']))}", num(r["gain"], 3),
                             num(r["intercept"], 1), r["kind"]] for r in real])]
-    return "\n".join(out)
+    return out
 
 
 def section_mixed(docs: dict) -> str:
@@ -429,18 +442,18 @@ def section_mixed(docs: dict) -> str:
     return "\n".join(out).rstrip()
 
 
-def section_resume(docs: dict) -> str:
-    out = ["## Resume check", "",
-           "`benchmarks/resume_check.py` measures what Stage 1's exact input fingerprint costs: "
-           "the resume check of an unchanged recording (size and modification time equal: one "
-           "`stat`), the re-hash of a moved or copied recording from the page cache and from "
-           "disk, and Stage 1 with the background hash against Stage 1 without it, run "
-           "alternately (medians; the CPU-time difference is the robust figure on a shared "
-           "machine).", ""]
-    doc = docs.get("resume_check")
-    if doc is None:
-        out.append(absent("resume_check"))
-        return "\n".join(out)
+RESUME_INTRO = (
+    "`benchmarks/resume_check.py` measures what Stage 1's exact input fingerprint costs: "
+    "the resume check of an unchanged recording (size and modification time equal: one "
+    "`stat`), the re-hash of a moved or copied recording from the page cache and from "
+    "disk, and Stage 1 with the background hash against Stage 1 without it, run "
+    "alternately (medians; the CPU-time difference is the robust figure on a shared "
+    "machine)."
+)
+
+
+
+def resume_lines(doc: dict) -> list[str]:
     rc, s1 = doc["results"]["resume_check"], doc["results"]["stage1"]
     rows = [
         ["resume check, unchanged recording", f"{num(rc['unchanged_us'], 0)} µs, any size"],
@@ -455,33 +468,32 @@ def section_resume(docs: dict) -> str:
          f"{num(s1['cpu_with_hash_s'], 2)} / {num(s1['cpu_without_hash_s'], 2)} s "
          f"({100 * s1['cpu_difference_share']:+.1f} %)"],
     ]
-    out += [run_header(doc) + f" Hashed file {num(rc['file_gib'], 2)} GiB; Stage 1 medians of "
+    return [run_header(doc) + f" Hashed file {num(rc['file_gib'], 2)} GiB; Stage 1 medians of "
             f"{s1['rounds']} rounds.", "", table(["figure", "value"], rows)]
-    return "\n".join(out)
 
 
-def section_faults(docs: dict) -> str:
-    out = ["## Fault injection", "",
-           "`benchmarks/fault_injection.py` kills runs with SIGKILL at random moments on a "
-           "small synthetic session, recovers them with the documented command and compares "
-           "every result file with an uninterrupted run's: the workflow (`snakemake`, aimed at "
-           "each rule in turn, recovered with `--rerun-incomplete`), the CLI (rerun as is) and "
-           "a Stage 1 array task (rerun as is).", ""]
-    doc = docs.get("fault_injection")
-    if doc is None:
-        out.append(absent("fault_injection"))
-        return "\n".join(out)
+FAULTS_INTRO = (
+    "`benchmarks/fault_injection.py` kills runs with SIGKILL at random moments on a "
+    "small synthetic session, recovers them with the documented command and compares "
+    "every result file with an uninterrupted run's: the workflow (`snakemake`, aimed at "
+    "each rule in turn, recovered with `--rerun-incomplete`), the CLI (rerun as is) and "
+    "a Stage 1 array task (rerun as is)."
+)
+
+
+
+def faults_lines(doc: dict) -> list[str]:
     rows = [[f["face"], str(f["trials"]), str(f["recovered"]), str(f["mismatched"]),
              "—" if f["lock_removed"] is None else str(f["lock_removed"]),
              ", ".join(f"{k} {v}" for k, v in sorted(f["kills"].items())) or "none",
              num(f["seconds"], 0)] for f in doc["results"]["faces"]]
-    out += [run_header(doc), "", table(
+    out = [run_header(doc), "", table(
         ["face", "trials", "recovered", "mismatched", "stale lock removed by the rerun",
          "kills during", "seconds"], rows)]
     failures = [f"- {f['face']}: {x}" for f in doc["results"]["faces"] for x in f["failures"]]
     if failures:
         out += ["", "Failures:", "", *failures]
-    return "\n".join(out)
+    return out
 
 
 # --------------------------------------------------------------------------- headline
@@ -586,19 +598,21 @@ def render_page(results: Path = RESULTS, reference_path: Path = REFERENCE_FIGURE
         "",
         section_suite2p(docs),
         "",
-        section_session(docs),
+        section("Session alignment and mask", SESSION_INTRO, docs, "accuracy_session",
+                session_lines),
         "",
         section_mixed(docs),
         "",
-        section_noise(docs),
+        section("Noise model against the generator's truth", NOISE_INTRO, docs, "noise_model",
+                noise_lines),
         "",
         section_stage1(docs, reference),
         "",
         section_optical_flow(docs, reference),
         "",
-        section_resume(docs),
+        section("Resume check", RESUME_INTRO, docs, "resume_check", resume_lines),
         "",
-        section_faults(docs),
+        section("Fault injection", FAULTS_INTRO, docs, "fault_injection", faults_lines),
     ]
     known = set(COMMANDS)
     extra = sorted(set(docs) - known)

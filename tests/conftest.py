@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import os
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-REAL_DATA_ENV = "FLOWREG_REAL_DATA"
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def find_real_data() -> Path:
-    """Folder of the real recordings: ``$FLOWREG_REAL_DATA`` if set, else the first
-    ``shared/data/real`` beside the repository or beside one of its parent folders (a git
-    worktree sits deeper than the main checkout). If there is none, the place beside the
-    repository, so a message can name it."""
-    if os.environ.get(REAL_DATA_ENV):
-        return Path(os.environ[REAL_DATA_ENV])
-    for folder in REPOSITORY.parents:
-        candidate = folder / "shared" / "data" / "real"
-        if candidate.is_dir():
-            return candidate
-    return REPOSITORY.parent / "shared" / "data" / "real"
+def _benchmark_real_data():
+    """``benchmarks/real_data.py``, the one place that says where the real recordings are
+    (``$FLOWREG_REAL_DATA``, else ``shared/data/real`` beside the repository)."""
+    spec = importlib.util.spec_from_file_location("benchmark_real_data",
+                                                  REPOSITORY / "benchmarks" / "real_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_lookup = _benchmark_real_data()
+REAL_DATA_ENV = _lookup.ENV
+find_real_data = _lookup.real_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -47,9 +47,9 @@ def drift_trace(rng: np.random.Generator, n: int, *, peak: float, timescale: flo
     Parameters
     ----------
     rng : numpy.random.Generator
-        Source of the draw.
+        Draws the random walk and the noise added to it.
     n : int
-        Number of samples.
+        Length of the trace (frames).
     peak : float
         Largest vector norm of the trace (px).
     timescale : float
@@ -78,9 +78,9 @@ def breathing_trace(
     Parameters
     ----------
     rng : numpy.random.Generator
-        Source of the draw.
+        Draws the phase and the breath-to-breath variation of the period.
     n : int
-        Number of samples.
+        Length of the pulse (frames).
     period : float
         Mean period (samples).
     sharpness : float
@@ -104,9 +104,9 @@ def jitter_trace(rng: np.random.Generator, n: int, *, sigma: float) -> np.ndarra
     Parameters
     ----------
     rng : numpy.random.Generator
-        Source of the draw.
+        Draws the jumps.
     n : int
-        Number of samples.
+        Number of jumps (frames).
     sigma : float
         Standard deviation per axis (px).
 
