@@ -9,6 +9,9 @@ import re
 
 import pytest
 
+# One worker runs the module: its fixture's eight snakemake runs are then made once.
+pytestmark = pytest.mark.xdist_group("workflow_config")
+
 # Error reports longer than this are not "one clear message" (e.g. a whole schema dump).
 MAX_ERROR_LINES = 25
 
