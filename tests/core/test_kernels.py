@@ -1,10 +1,12 @@
 """numba kernels checked against plain numpy references on small inputs."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from pyflowreg.core import interpolation, variational
+from pyflowreg.core import interpolation, median, median_network, variational
 
 
 def numpy_keys_sample(image, ys, xs):
@@ -63,14 +65,28 @@ def test_median_filter_matches_scipy(shape, levels):
     if levels:
         image = np.round(image * levels).astype(np.float32)
     out = np.empty_like(image)
-    variational.median_filter_5x5(image, out)
+    median.median_filter_5x5(image, out)
     np.testing.assert_array_equal(out, ndimage.median_filter(image, 5, mode="nearest"))
 
 
 def test_median_network_is_shorter_for_sorted_columns():
     # 85 compare-exchanges after presorting the columns, against 113 for 25 unsorted values.
-    assert len(variational.MEDIAN25_NETWORK) == 85
-    assert len(variational.SORT5_NETWORK) == 9
+    assert len(median_network.median25_network()) == 85
+    assert len(median_network.batcher_pairs(5)) == 9
+
+
+def test_median_kernel_file_is_the_generators_output():
+    committed = Path(median_network.__file__).with_name("_median_kernel.py").read_text()
+    assert committed == median_network.kernel_source()
+
+
+def test_median_filter_rows_split_across_threads_match_one_thread():
+    image = np.random.default_rng(5).random((400, 300)).astype(np.float32)  # parallel size
+    serial, parallel = np.empty_like(image), np.empty_like(image)
+    median._median_serial(image, serial)
+    median._median_parallel(image, parallel, 2)
+    np.testing.assert_array_equal(parallel, serial)
+    np.testing.assert_array_equal(serial, ndimage.median_filter(image, 5, mode="nearest"))
 
 
 def numpy_tensor(f1, f2, gradient_constancy):

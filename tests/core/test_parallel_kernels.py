@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import pytest
 
-from pyflowreg.core import get_displacement, interpolation, variational
+from pyflowreg.core import get_displacement, interpolation, median, variational
 from pyflowreg.core.threads import PARALLEL_MIN_PIXELS, use_parallel
 from pyflowreg.synthetic import make_image_pair
 
@@ -30,7 +30,7 @@ PARALLEL_KERNELS = (
     (interpolation, "_warp_cubic_parallel"),
     (variational, "_motion_tensor_parallel"),
     (variational, "solve_level_parallel"),
-    (variational, "_median_parallel"),
+    (median, "_median_parallel"),
 )
 
 pytestmark = pytest.mark.skipif(

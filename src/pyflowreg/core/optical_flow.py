@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyflowreg.core import interpolation, variational
+from pyflowreg.core.median import median_filter_5x5
 from pyflowreg.core.threads import use_parallel
 
 SOR_OMEGA = 1.95
@@ -285,8 +286,8 @@ class FlowEstimator:
         if p.median_filter and h > 5 and w > 5:
             du_f = np.empty_like(du)
             dv_f = np.empty_like(dv)
-            variational.median_filter_5x5(du, du_f)
-            variational.median_filter_5x5(dv, dv_f)
+            median_filter_5x5(du, du_f)
+            median_filter_5x5(dv, dv_f)
             du, dv = du_f, dv_f
         return du, dv
 

@@ -44,12 +44,17 @@ def motion_tensor(fixed, warped, inside, gradient_constancy, tensor):
         zero there and on the 1-pixel border so the smoothness term fills those pixels in.
     tensor : (C, 6, H, W) float32 output: J11, J12, J13, J22, J23, J33.
     """
-    height, width = inside.shape
-    if use_parallel(height * width):
-        _motion_tensor_parallel(fixed, warped, inside, gradient_constancy, tensor,
-                                get_num_threads())
-    else:
-        _motion_tensor_serial(fixed, warped, inside, gradient_constancy, tensor)
+    height, width, n_ch = fixed.shape
+    parallel = use_parallel(height * width)
+    for c in range(n_ch):
+        # One contiguous (H, W) plane per channel: unit stride along x lets the rows vectorise.
+        fixed_c = np.ascontiguousarray(fixed[:, :, c])
+        warped_c = np.ascontiguousarray(warped[:, :, c])
+        if parallel:
+            _motion_tensor_parallel(fixed_c, warped_c, inside, gradient_constancy, tensor[c],
+                                    get_num_threads())
+        else:
+            _motion_tensor_serial(fixed_c, warped_c, inside, gradient_constancy, tensor[c])
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -69,60 +74,73 @@ def _motion_tensor_parallel(fixed, warped, inside, gradient_constancy, tensor, n
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _motion_tensor_rows(fixed, warped, inside, gradient_constancy, tensor, y0, y1):
-    height, width, n_ch = fixed.shape
+def _motion_tensor_rows(f1, f2, inside, gradient_constancy, tensor, y0, y1):
+    # One channel: f1, f2 (H, W), tensor (6, H, W). float32 throughout (Python float constants
+    # would promote the arithmetic to float64, and the float64 loop ran about twice as long) and
+    # branch-free along a row, so it vectorises: pixels outside the warp get a zero normaliser.
+    height, width = f1.shape
+    half, quarter, two = np.float32(0.5), np.float32(0.25), np.float32(2.0)
+    eps = np.float32(TENSOR_EPS)
     for y in range(y0, y1):
-        for x in range(width):
-            border = y == 0 or x == 0 or y == height - 1 or x == width - 1
-            if border or not inside[y, x]:
-                for c in range(n_ch):
-                    for k in range(N_TENSOR):
-                        tensor[c, k, y, x] = 0.0
-                continue
-            for c in range(n_ch):
-                f1 = fixed
-                f2 = warped
-                fx1 = 0.5 * (f1[y, x + 1, c] - f1[y, x - 1, c])
-                fy1 = 0.5 * (f1[y + 1, x, c] - f1[y - 1, x, c])
-                fx2 = 0.5 * (f2[y, x + 1, c] - f2[y, x - 1, c])
-                fy2 = 0.5 * (f2[y + 1, x, c] - f2[y - 1, x, c])
-                if gradient_constancy:
-                    fxx1 = f1[y, x + 1, c] - 2.0 * f1[y, x, c] + f1[y, x - 1, c]
-                    fyy1 = f1[y + 1, x, c] - 2.0 * f1[y, x, c] + f1[y - 1, x, c]
-                    fxy1 = 0.25 * (
-                        f1[y + 1, x + 1, c] - f1[y + 1, x - 1, c]
-                        - f1[y - 1, x + 1, c] + f1[y - 1, x - 1, c]
-                    )
-                    fxx2 = f2[y, x + 1, c] - 2.0 * f2[y, x, c] + f2[y, x - 1, c]
-                    fyy2 = f2[y + 1, x, c] - 2.0 * f2[y, x, c] + f2[y - 1, x, c]
-                    fxy2 = 0.25 * (
-                        f2[y + 1, x + 1, c] - f2[y + 1, x - 1, c]
-                        - f2[y - 1, x + 1, c] + f2[y - 1, x - 1, c]
-                    )
-                    a = 0.5 * (fxx1 + fxx2)
-                    b = 0.5 * (fxy1 + fxy2)
-                    d = 0.5 * (fyy1 + fyy2)
-                    fxt = fx2 - fx1
-                    fyt = fy2 - fy1
-                    n1 = 1.0 / (a * a + b * b + TENSOR_EPS)
-                    n2 = 1.0 / (b * b + d * d + TENSOR_EPS)
-                    tensor[c, 0, y, x] = a * a * n1 + b * b * n2
-                    tensor[c, 1, y, x] = a * b * n1 + b * d * n2
-                    tensor[c, 2, y, x] = a * fxt * n1 + b * fyt * n2
-                    tensor[c, 3, y, x] = b * b * n1 + d * d * n2
-                    tensor[c, 4, y, x] = b * fxt * n1 + d * fyt * n2
-                    tensor[c, 5, y, x] = fxt * fxt * n1 + fyt * fyt * n2
-                else:
-                    gx = 0.5 * (fx1 + fx2)
-                    gy = 0.5 * (fy1 + fy2)
-                    ft = f2[y, x, c] - f1[y, x, c]
-                    n = 1.0 / (gx * gx + gy * gy + TENSOR_EPS)
-                    tensor[c, 0, y, x] = gx * gx * n
-                    tensor[c, 1, y, x] = gx * gy * n
-                    tensor[c, 2, y, x] = gx * ft * n
-                    tensor[c, 3, y, x] = gy * gy * n
-                    tensor[c, 4, y, x] = gy * ft * n
-                    tensor[c, 5, y, x] = ft * ft * n
+        if y == 0 or y == height - 1:
+            for k in range(N_TENSOR):
+                for x in range(width):
+                    tensor[k, y, x] = 0.0
+            continue
+        for k in range(N_TENSOR):
+            tensor[k, y, 0] = 0.0
+            tensor[k, y, width - 1] = 0.0
+        if gradient_constancy:
+            _gradient_tensor_row(f1, f2, inside, tensor, y, half, quarter, two, eps)
+        else:
+            _brightness_tensor_row(f1, f2, inside, tensor, y, quarter, eps)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _gradient_tensor_row(f1, f2, inside, tensor, y, half, quarter, two, eps):
+    # Row views: one-dimensional unit-stride loads and stores, which the loop vectoriser takes.
+    a0, a1, a2 = f1[y - 1], f1[y], f1[y + 1]
+    b0, b1, b2 = f2[y - 1], f2[y], f2[y + 1]
+    keep_row = inside[y]
+    t0, t1, t2, t3, t4, t5 = (tensor[0, y], tensor[1, y], tensor[2, y], tensor[3, y],
+                              tensor[4, y], tensor[5, y])
+    for x in range(1, f1.shape[1] - 1):
+        keep = np.float32(keep_row[x])
+        fxt = half * (b1[x + 1] - b1[x - 1] - a1[x + 1] + a1[x - 1])
+        fyt = half * (b2[x] - b0[x] - a2[x] + a0[x])
+        fxx = half * (a1[x + 1] - two * a1[x] + a1[x - 1] + b1[x + 1] - two * b1[x] + b1[x - 1])
+        fyy = half * (a2[x] - two * a1[x] + a0[x] + b2[x] - two * b1[x] + b0[x])
+        fxy = half * quarter * (a2[x + 1] - a2[x - 1] - a0[x + 1] + a0[x - 1]
+                                + b2[x + 1] - b2[x - 1] - b0[x + 1] + b0[x - 1])
+        n1 = keep / (fxx * fxx + fxy * fxy + eps)
+        n2 = keep / (fxy * fxy + fyy * fyy + eps)
+        t0[x] = fxx * fxx * n1 + fxy * fxy * n2
+        t1[x] = fxx * fxy * n1 + fxy * fyy * n2
+        t2[x] = fxx * fxt * n1 + fxy * fyt * n2
+        t3[x] = fxy * fxy * n1 + fyy * fyy * n2
+        t4[x] = fxy * fxt * n1 + fyy * fyt * n2
+        t5[x] = fxt * fxt * n1 + fyt * fyt * n2
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _brightness_tensor_row(f1, f2, inside, tensor, y, quarter, eps):
+    a0, a1, a2 = f1[y - 1], f1[y], f1[y + 1]
+    b0, b1, b2 = f2[y - 1], f2[y], f2[y + 1]
+    keep_row = inside[y]
+    t0, t1, t2, t3, t4, t5 = (tensor[0, y], tensor[1, y], tensor[2, y], tensor[3, y],
+                              tensor[4, y], tensor[5, y])
+    for x in range(1, f1.shape[1] - 1):
+        keep = np.float32(keep_row[x])
+        gx = quarter * (a1[x + 1] - a1[x - 1] + b1[x + 1] - b1[x - 1])
+        gy = quarter * (a2[x] - a0[x] + b2[x] - b0[x])
+        ft = b1[x] - a1[x]
+        n = keep / (gx * gx + gy * gy + eps)
+        t0[x] = gx * gx * n
+        t1[x] = gx * gy * n
+        t2[x] = gx * ft * n
+        t3[x] = gy * gy * n
+        t4[x] = gy * ft * n
+        t5[x] = ft * ft * n
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -203,80 +221,89 @@ def _lagged_system_row(
 ):
     # Recompute the data weights Psi_d' at the current increment and fold everything that stays
     # constant during the next sweeps into per-pixel coefficients of the 2x2 point system.
+    # Row views and one store per loop, so that every loop vectorises (see _sor_row).
     n_ch = tensor.shape[0]
     width = u.shape[1] - 2
     ty = y - 1
     energy = scratch_f[2 * y, :width]
     psi = scratch_f[2 * y + 1, :width]
     bits = scratch_i[y, : width]
-    for x in range(1, width + 1):
-        r1[y, x] = 0.0
-        r2[y, x] = 0.0
-        a12[y, x] = 0.0
-        d1[y, x] = 0.0
-        d2[y, x] = 0.0
+    du_row, dv_row = du[y, 1 : width + 1], dv[y, 1 : width + 1]
+    r1_row, r2_row, a12_row = r1[y, 1 : width + 1], r2[y, 1 : width + 1], a12[y, 1 : width + 1]
+    d1_row, d2_row = d1[y, 1 : width + 1], d2[y, 1 : width + 1]
+    for row in (r1_row, r2_row, a12_row, d1_row, d2_row):
+        for x in range(width):
+            row[x] = 0.0
+    two = np.float32(2.0)
     for c in range(n_ch):
-        for x in range(1, width + 1):
-            tx = x - 1
-            dux = du[y, x]
-            dvx = dv[y, x]
-            e = (
-                tensor[c, 0, ty, tx] * dux * dux
-                + np.float32(2.0) * tensor[c, 1, ty, tx] * dux * dvx
-                + tensor[c, 3, ty, tx] * dvx * dvx
-                + np.float32(2.0) * tensor[c, 2, ty, tx] * dux
-                + np.float32(2.0) * tensor[c, 4, ty, tx] * dvx
-                + tensor[c, 5, ty, tx]
-            )
-            energy[tx] = max(e, np.float32(0.0)) + np.float32(PENALTY_EPS)
+        j11, j12, j13 = tensor[c, 0, ty], tensor[c, 1, ty], tensor[c, 2, ty]
+        j22, j23, j33 = tensor[c, 3, ty], tensor[c, 4, ty], tensor[c, 5, ty]
+        for x in range(width):
+            dux = du_row[x]
+            dvx = dv_row[x]
+            e = (j11[x] * dux * dux + two * j12[x] * dux * dvx + j22[x] * dvx * dvx
+                 + two * j13[x] * dux + two * j23[x] * dvx + j33[x])
+            energy[x] = max(e, np.float32(0.0)) + np.float32(PENALTY_EPS)
         _pow_row(energy, np.float32(a_data - 1.0), bits, psi)
         scale = np.float32(channel_weights[c] * a_data)
+        for x in range(width):
+            psi[x] *= scale
+        for x in range(width):
+            d1_row[x] += psi[x] * j11[x]
+        for x in range(width):
+            a12_row[x] += psi[x] * j12[x]
+        for x in range(width):
+            r1_row[x] -= psi[x] * j13[x]
+        for x in range(width):
+            d2_row[x] += psi[x] * j22[x]
+        for x in range(width):
+            r2_row[x] -= psi[x] * j23[x]
+    # Smoothness: the neighbours' flow enters the right-hand side, the edge weights the diagonal.
+    # x below runs over the padded row (1 .. width).
+    w_e, w_n, w_s = w_east[y], w_south[y - 1], w_south[y]
+    for name in range(2):
+        flow = u if name == 0 else v
+        rhs = r1[y] if name == 0 else r2[y]
+        f_row, f_north, f_south = flow[y], flow[y - 1], flow[y + 1]
         for x in range(1, width + 1):
-            tx = x - 1
-            p = scale * psi[tx]
-            d1[y, x] += p * tensor[c, 0, ty, tx]
-            a12[y, x] += p * tensor[c, 1, ty, tx]
-            r1[y, x] -= p * tensor[c, 2, ty, tx]
-            d2[y, x] += p * tensor[c, 3, ty, tx]
-            r2[y, x] -= p * tensor[c, 4, ty, tx]
-    for x in range(1, width + 1):
-        ww = w_east[y, x - 1]
-        we = w_east[y, x]
-        wn = w_south[y - 1, x]
-        ws = w_south[y, x]
-        uc = u[y, x]
-        vc = v[y, x]
-        ru = ww * (u[y, x - 1] - uc) + we * (u[y, x + 1] - uc) + wn * (u[y - 1, x] - uc)
-        ru += ws * (u[y + 1, x] - uc)
-        rv = ww * (v[y, x - 1] - vc) + we * (v[y, x + 1] - vc) + wn * (v[y - 1, x] - vc)
-        rv += ws * (v[y + 1, x] - vc)
-        wsum = ww + we + wn + ws
-        r1[y, x] += ru
-        r2[y, x] += rv
-        d1[y, x] = np.float32(1.0) / (d1[y, x] + wsum)
-        d2[y, x] = np.float32(1.0) / (d2[y, x] + wsum)
+            fc = f_row[x]
+            rhs[x] += (w_e[x - 1] * (f_row[x - 1] - fc) + w_e[x] * (f_row[x + 1] - fc)
+                       + w_n[x] * (f_north[x] - fc) + w_s[x] * (f_south[x] - fc))
+    for name in range(2):
+        diag = d1[y] if name == 0 else d2[y]
+        for x in range(1, width + 1):
+            diag[x] = np.float32(1.0) / (diag[x] + w_e[x - 1] + w_e[x] + w_n[x] + w_s[x])
 
 
 @njit(cache=True, fastmath=True, inline="always")
 def _sor_row(y, colour, omega, du, dv, w_east, w_south, r1, r2, a12, d1, d2, new_u, new_v):
     # Red-black SOR on the pixels of one colour in row y. The update is evaluated for the whole
     # row (contiguous, SIMD-friendly: same-colour pixels never neighbour each other, so the other
-    # colour's values it reads are final) and then blended back on the pixels of this colour.
+    # colour's values it reads are final) and then copied back on the pixels of this colour.
+    # Row views and one store per loop: numba's loops with two stores do not vectorise.
     width = du.shape[1] - 2
+    du_row, du_north, du_south = du[y], du[y - 1], du[y + 1]
+    dv_row, dv_north, dv_south = dv[y], dv[y - 1], dv[y + 1]
+    w_e, w_n, w_s = w_east[y], w_south[y - 1], w_south[y]
+    r1_row, r2_row, a12_row, d1_row, d2_row = r1[y], r2[y], a12[y], d1[y], d2[y]
+    new_u_row, new_v_row = new_u[y], new_v[y]
     for x in range(1, width + 1):
-        acc = w_east[y, x - 1] * du[y, x - 1] + w_east[y, x] * du[y, x + 1]
-        acc += w_south[y - 1, x] * du[y - 1, x] + w_south[y, x] * du[y + 1, x]
-        old = du[y, x]
-        new_u[y, x] = old + omega * ((acc + r1[y, x] - a12[y, x] * dv[y, x]) * d1[y, x] - old)
+        acc = (w_e[x - 1] * du_row[x - 1] + w_e[x] * du_row[x + 1]
+               + w_n[x] * du_north[x] + w_s[x] * du_south[x])
+        old = du_row[x]
+        new_u_row[x] = old + omega * ((acc + r1_row[x] - a12_row[x] * dv_row[x]) * d1_row[x] - old)
     for x in range(1, width + 1):
-        acc = w_east[y, x - 1] * dv[y, x - 1] + w_east[y, x] * dv[y, x + 1]
-        acc += w_south[y - 1, x] * dv[y - 1, x] + w_south[y, x] * dv[y + 1, x]
-        old = dv[y, x]
-        new_v[y, x] = old + omega * ((acc + r2[y, x] - a12[y, x] * new_u[y, x]) * d2[y, x] - old)
-    for x in range(1, width + 1):
-        if ((x + y + colour) & 1) == 0:
-            du[y, x] = new_u[y, x]
-            dv[y, x] = new_v[y, x]
+        acc = (w_e[x - 1] * dv_row[x - 1] + w_e[x] * dv_row[x + 1]
+               + w_n[x] * dv_north[x] + w_s[x] * dv_south[x])
+        old = dv_row[x]
+        new_v_row[x] = old + omega * (
+            (acc + r2_row[x] - a12_row[x] * new_u_row[x]) * d2_row[x] - old
+        )
+    first = 2 - ((y + colour) & 1)  # first x with (x + y + colour) even
+    for x in range(first, width + 1, 2):
+        du_row[x] = new_u_row[x]
+    for x in range(first, width + 1, 2):
+        dv_row[x] = new_v_row[x]
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -346,115 +373,3 @@ def solve_level_parallel(
             for y in prange(1, height + 1):
                 _sor_row(y, colour, omega, du, dv, w_east, w_south, r1, r2, a12, d1, d2,
                          new_u, new_v)
-
-
-def _batcher_pairs(n: int) -> list[tuple[int, int]]:
-    """Compare-exchange pairs of Batcher's odd-even merge sort of ``n`` inputs (padded to a power
-    of two with +inf slots, whose comparators are dropped)."""
-    n_padded = 1 << max(0, (n - 1).bit_length())
-    pairs = []
-    p = 1
-    while p < n_padded:
-        k = p
-        while k >= 1:
-            for j in range(k % p, n_padded - k, 2 * k):
-                for i in range(min(k, n_padded - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                        pairs.append((i + j, i + j + k))
-            k //= 2
-        p *= 2
-    return [(i, j) for i, j in pairs if j < n]
-
-
-def _median25_network() -> np.ndarray:
-    """Compare-exchange pairs (i, j), i < j, after which slot 12 holds the median of 25 values
-    given as five sorted columns (slots 5c .. 5c + 4 ascending).
-
-    Batcher's network for 25 inputs, without the comparators that never swap on sorted columns
-    and then without those that cannot reach slot 12 (85 remain, against 113 for unsorted
-    input). A comparator never swaps on any real input with sorted columns if it never swaps on
-    the 0-1 inputs with sorted columns (threshold the input between the two values it would
-    swap: thresholding commutes with the network and keeps the columns sorted), so checking
-    the 6**5 0-1 inputs is a proof.
-    """
-    counts = np.array(np.meshgrid(*[np.arange(6)] * 5, indexing="ij")).reshape(5, -1).T
-    slots = np.arange(5)
-    values = np.concatenate([slots[None, :] >= 5 - counts[:, c : c + 1] for c in range(5)],
-                            axis=1)
-    active = []
-    for i, j in _batcher_pairs(25):
-        low, high = values[:, i], values[:, j]
-        if np.any(low > high):
-            active.append((i, j))
-            values[:, i], values[:, j] = low & high, low | high
-    needed = {12}
-    kept = []
-    for i, j in reversed(active):
-        if i in needed or j in needed:
-            kept.append((i, j))
-            needed |= {i, j}
-    return np.array(kept[::-1], dtype=np.int64)
-
-
-MEDIAN25_NETWORK = _median25_network()
-SORT5_NETWORK = np.array(_batcher_pairs(5), dtype=np.int64)
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _compare_exchange_rows(rows, network):
-    # Each (i, j) of the network puts min and max of rows i and j, element-wise, into i and j.
-    for k in range(network.shape[0]):
-        i = network[k, 0]
-        j = network[k, 1]
-        for x in range(rows.shape[1]):
-            a = rows[i, x]
-            b = rows[j, x]
-            rows[i, x] = min(a, b)
-            rows[j, x] = max(a, b)
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _median_rows(src, network, sort5, out, y0, y1):
-    height, width = src.shape
-    # Per row: the five source rows around it, border-replicated by two columns and sorted
-    # column by column (each sorted column serves five windows), then one row of 25 window
-    # values per pixel, so every compare-exchange runs over the whole row at once (SIMD).
-    columns = np.empty((5, width + 4), dtype=np.float32)
-    window = np.empty((25, width), dtype=np.float32)
-    for y in range(y0, y1):
-        for dy in range(5):
-            yy = min(max(y + dy - 2, 0), height - 1)
-            for x in range(width):
-                columns[dy, x + 2] = src[yy, x]
-            for x in range(2):
-                columns[dy, x] = src[yy, 0]
-                columns[dy, width + 2 + x] = src[yy, width - 1]
-        _compare_exchange_rows(columns, sort5)
-        for dx in range(5):
-            for dy in range(5):
-                for x in range(width):
-                    window[5 * dx + dy, x] = columns[dy, x + dx]
-        _compare_exchange_rows(window, network)
-        for x in range(width):
-            out[y, x] = window[12, x]
-
-
-@njit(cache=True, fastmath=True, nogil=True)
-def _median_serial(src, network, sort5, out):
-    _median_rows(src, network, sort5, out, 0, src.shape[0])
-
-
-@njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def _median_parallel(src, network, sort5, out, n_threads):
-    height = src.shape[0]
-    step = (height + n_threads - 1) // n_threads
-    for t in prange(n_threads):
-        _median_rows(src, network, sort5, out, t * step, min(height, (t + 1) * step))
-
-
-def median_filter_5x5(src: np.ndarray, out: np.ndarray) -> None:
-    """5x5 median of an (H, W) float32 array into ``out``, with replicated borders."""
-    if use_parallel(src.size):
-        _median_parallel(src, MEDIAN25_NETWORK, SORT5_NETWORK, out, get_num_threads())
-    else:
-        _median_serial(src, MEDIAN25_NETWORK, SORT5_NETWORK, out)
