@@ -184,15 +184,17 @@ class FlowEstimator:
 
     def _pyramid(self, image: np.ndarray, top: int | None = None) -> dict[int, np.ndarray]:
         height, width, n_ch = image.shape
+        planes = [np.ascontiguousarray(image[:, :, c]) for c in range(n_ch)]
         levels = {}
         for i in range(self.min_level, (self.max_level if top is None else top) + 1):
             h, w = self.shapes[i]
             sigma = (_antialias_sigma(height, h), _antialias_sigma(width, w))
+            if n_ch == 1:
+                levels[i] = interpolation.resize_2d(planes[0], (h, w), sigma)[:, :, None]
+                continue
             level = np.empty((h, w, n_ch), dtype=np.float32)
             for c in range(n_ch):
-                level[:, :, c] = interpolation.resize_2d(
-                    np.ascontiguousarray(image[:, :, c]), (h, w), sigma
-                )
+                level[:, :, c] = interpolation.resize_2d(planes[c], (h, w), sigma)
             levels[i] = level
         return levels
 
@@ -303,9 +305,10 @@ def _level_workspace(h: int, w: int) -> list[np.ndarray]:
 
     Allocating and zeroing 16 padded arrays per level cost about a tenth of an estimate. Each
     thread (frames run on several) keeps one buffer, sized for the largest level it has seen,
-    and takes contiguous views of it. Everything the solver reads before writing is zeroed here:
-    the increments, and the one-pixel border of every array (the smoothness weights across the
-    domain border must be zero); interiors of the other work arrays are written first.
+    and takes contiguous views of it. Everything the solver reads before writing is zeroed here
+    (in one compiled pass): the increments, and the one-pixel border of every array (the
+    smoothness weights across the domain border must be zero); interiors of the other work
+    arrays are written first.
     """
     n_padded = (h + 2) * (w + 2)
     n_floats = (_N_SOLVER_ARRAYS + 2) * n_padded  # the scratch has twice the rows
@@ -313,17 +316,11 @@ def _level_workspace(h: int, w: int) -> list[np.ndarray]:
     if floats is None or floats.size < n_floats:
         floats = _workspace.floats = np.empty(n_floats, dtype=np.float32)
         _workspace.ints = np.empty(n_padded, dtype=np.int32)
-    arrays = [floats[i * n_padded : (i + 1) * n_padded].reshape(h + 2, w + 2)
-              for i in range(_N_SOLVER_ARRAYS)]
+    stacked = floats[: _N_SOLVER_ARRAYS * n_padded].reshape(_N_SOLVER_ARRAYS, h + 2, w + 2)
+    variational.clear_workspace(stacked)
+    arrays = list(stacked)
     arrays.append(floats[_N_SOLVER_ARRAYS * n_padded : n_floats].reshape(2 * (h + 2), w + 2))
     arrays.append(_workspace.ints[:n_padded].reshape(h + 2, w + 2))
-    for array in arrays[:_N_SOLVER_ARRAYS]:
-        array[0, :] = 0.0
-        array[-1, :] = 0.0
-        array[:, 0] = 0.0
-        array[:, -1] = 0.0
-    arrays[2].fill(0.0)  # du
-    arrays[3].fill(0.0)  # dv
     return arrays
 
 

@@ -373,3 +373,21 @@ def solve_level_parallel(
             for y in prange(1, height + 1):
                 _sor_row(y, colour, omega, du, dv, w_east, w_south, r1, r2, a12, d1, d2,
                          new_u, new_v)
+
+
+@njit(cache=True, nogil=True)
+def clear_workspace(arrays):
+    """Zero the one-pixel border of every padded (H + 2, W + 2) array of ``arrays`` (N, H + 2,
+    W + 2), and arrays 2 and 3 (the increments du, dv) whole: what the solver reads before it
+    writes."""
+    n, rows, cols = arrays.shape
+    for i in range(n):
+        if i == 2 or i == 3:
+            arrays[i, :, :] = 0.0
+            continue
+        for x in range(cols):
+            arrays[i, 0, x] = 0.0
+            arrays[i, rows - 1, x] = 0.0
+        for y in range(rows):
+            arrays[i, y, 0] = 0.0
+            arrays[i, y, cols - 1] = 0.0
