@@ -75,9 +75,9 @@ def _motion_tensor_parallel(fixed, warped, inside, gradient_constancy, tensor, n
 
 @njit(cache=True, fastmath=True, inline="always")
 def _motion_tensor_rows(f1, f2, inside, gradient_constancy, tensor, y0, y1):
-    # One channel: f1, f2 (H, W), tensor (6, H, W). float32 throughout (Python float constants
-    # would promote the arithmetic to float64, and the float64 loop ran about twice as long) and
-    # branch-free along a row, so it vectorises: pixels outside the warp get a zero normaliser.
+    # One channel: f1, f2 (H, W), tensor (6, H, W). float32 throughout: Python float constants
+    # would promote the arithmetic to float64, and the float64 loop ran about twice as long.
+    # Pixels outside the warp get a zero normaliser instead of a branch.
     height, width = f1.shape
     half, quarter, two = np.float32(0.5), np.float32(0.25), np.float32(2.0)
     eps = np.float32(TENSOR_EPS)
@@ -90,57 +90,48 @@ def _motion_tensor_rows(f1, f2, inside, gradient_constancy, tensor, y0, y1):
         for k in range(N_TENSOR):
             tensor[k, y, 0] = 0.0
             tensor[k, y, width - 1] = 0.0
-        if gradient_constancy:
-            _gradient_tensor_row(f1, f2, inside, tensor, y, half, quarter, two, eps)
-        else:
-            _brightness_tensor_row(f1, f2, inside, tensor, y, quarter, eps)
+        _tensor_row(f1, f2, inside, gradient_constancy, tensor, y, half, quarter, two, eps)
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _gradient_tensor_row(f1, f2, inside, tensor, y, half, quarter, two, eps):
-    # Row views: one-dimensional unit-stride loads and stores, which the loop vectoriser takes.
+def _tensor_row(f1, f2, inside, gradient_constancy, tensor, y, half, quarter, two, eps):
+    # Row views: unit-stride loads and stores without two-dimensional index arithmetic.
     a0, a1, a2 = f1[y - 1], f1[y], f1[y + 1]
     b0, b1, b2 = f2[y - 1], f2[y], f2[y + 1]
     keep_row = inside[y]
     t0, t1, t2, t3, t4, t5 = (tensor[0, y], tensor[1, y], tensor[2, y], tensor[3, y],
                               tensor[4, y], tensor[5, y])
-    for x in range(1, f1.shape[1] - 1):
-        keep = np.float32(keep_row[x])
-        fxt = half * (b1[x + 1] - b1[x - 1] - a1[x + 1] + a1[x - 1])
-        fyt = half * (b2[x] - b0[x] - a2[x] + a0[x])
-        fxx = half * (a1[x + 1] - two * a1[x] + a1[x - 1] + b1[x + 1] - two * b1[x] + b1[x - 1])
-        fyy = half * (a2[x] - two * a1[x] + a0[x] + b2[x] - two * b1[x] + b0[x])
-        fxy = half * quarter * (a2[x + 1] - a2[x - 1] - a0[x + 1] + a0[x - 1]
-                                + b2[x + 1] - b2[x - 1] - b0[x + 1] + b0[x - 1])
-        n1 = keep / (fxx * fxx + fxy * fxy + eps)
-        n2 = keep / (fxy * fxy + fyy * fyy + eps)
-        t0[x] = fxx * fxx * n1 + fxy * fxy * n2
-        t1[x] = fxx * fxy * n1 + fxy * fyy * n2
-        t2[x] = fxx * fxt * n1 + fxy * fyt * n2
-        t3[x] = fxy * fxy * n1 + fyy * fyy * n2
-        t4[x] = fxy * fxt * n1 + fyy * fyt * n2
-        t5[x] = fxt * fxt * n1 + fyt * fyt * n2
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _brightness_tensor_row(f1, f2, inside, tensor, y, quarter, eps):
-    a0, a1, a2 = f1[y - 1], f1[y], f1[y + 1]
-    b0, b1, b2 = f2[y - 1], f2[y], f2[y + 1]
-    keep_row = inside[y]
-    t0, t1, t2, t3, t4, t5 = (tensor[0, y], tensor[1, y], tensor[2, y], tensor[3, y],
-                              tensor[4, y], tensor[5, y])
-    for x in range(1, f1.shape[1] - 1):
-        keep = np.float32(keep_row[x])
-        gx = quarter * (a1[x + 1] - a1[x - 1] + b1[x + 1] - b1[x - 1])
-        gy = quarter * (a2[x] - a0[x] + b2[x] - b0[x])
-        ft = b1[x] - a1[x]
-        n = keep / (gx * gx + gy * gy + eps)
-        t0[x] = gx * gx * n
-        t1[x] = gx * gy * n
-        t2[x] = gx * ft * n
-        t3[x] = gy * gy * n
-        t4[x] = gy * ft * n
-        t5[x] = ft * ft * n
+    if gradient_constancy:
+        for x in range(1, f1.shape[1] - 1):
+            keep = np.float32(keep_row[x])
+            fxt = half * (b1[x + 1] - b1[x - 1] - a1[x + 1] + a1[x - 1])
+            fyt = half * (b2[x] - b0[x] - a2[x] + a0[x])
+            fxx = half * (a1[x + 1] - two * a1[x] + a1[x - 1]
+                          + b1[x + 1] - two * b1[x] + b1[x - 1])
+            fyy = half * (a2[x] - two * a1[x] + a0[x] + b2[x] - two * b1[x] + b0[x])
+            fxy = half * quarter * (a2[x + 1] - a2[x - 1] - a0[x + 1] + a0[x - 1]
+                                    + b2[x + 1] - b2[x - 1] - b0[x + 1] + b0[x - 1])
+            n1 = keep / (fxx * fxx + fxy * fxy + eps)
+            n2 = keep / (fxy * fxy + fyy * fyy + eps)
+            t0[x] = fxx * fxx * n1 + fxy * fxy * n2
+            t1[x] = fxx * fxy * n1 + fxy * fyy * n2
+            t2[x] = fxx * fxt * n1 + fxy * fyt * n2
+            t3[x] = fxy * fxy * n1 + fyy * fyy * n2
+            t4[x] = fxy * fxt * n1 + fyy * fyt * n2
+            t5[x] = fxt * fxt * n1 + fyt * fyt * n2
+    else:
+        for x in range(1, f1.shape[1] - 1):
+            keep = np.float32(keep_row[x])
+            gx = quarter * (a1[x + 1] - a1[x - 1] + b1[x + 1] - b1[x - 1])
+            gy = quarter * (a2[x] - a0[x] + b2[x] - b0[x])
+            ft = b1[x] - a1[x]
+            n = keep / (gx * gx + gy * gy + eps)
+            t0[x] = gx * gx * n
+            t1[x] = gx * gy * n
+            t2[x] = gx * ft * n
+            t3[x] = gy * gy * n
+            t4[x] = gy * ft * n
+            t5[x] = ft * ft * n
 
 
 @njit(cache=True, fastmath=True, inline="always")
