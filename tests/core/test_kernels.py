@@ -23,14 +23,18 @@ def numpy_keys_sample(image, ys, xs):
     return out
 
 
+def warp_inputs(seed, height, width, n_channels, max_shift):
+    """A random image (H, W, C), flow components u, v within +-max_shift px, and a constant
+    fill of -1, all float32, with empty output arrays."""
+    rng = np.random.default_rng(seed)
+    image = rng.random((height, width, n_channels)).astype(np.float32)
+    u, v = rng.uniform(-max_shift, max_shift, (2, height, width)).astype(np.float32)
+    return image, u, v, np.full_like(image, -1.0), np.empty_like(image), \
+        np.empty((height, width), bool)
+
+
 def test_warp_cubic_matches_numpy_reference():
-    rng = np.random.default_rng(0)
-    image = rng.random((20, 24, 1)).astype(np.float32)
-    u = rng.uniform(-3, 3, (20, 24)).astype(np.float32)
-    v = rng.uniform(-3, 3, (20, 24)).astype(np.float32)
-    fill = np.full_like(image, -1.0)
-    out = np.empty_like(image)
-    inside = np.empty((20, 24), bool)
+    image, u, v, fill, out, inside = warp_inputs(0, 20, 24, 1, 3.0)
     interpolation.warp_cubic(image, u, v, fill, 23.0, 19.0, out, inside)
     ys = np.arange(20)[:, None] + v.astype(np.float64)
     xs = np.arange(24)[None, :] + u.astype(np.float64)
@@ -43,13 +47,7 @@ def test_warp_cubic_matches_numpy_reference():
 def test_warp_cubic_channels_and_strided_output_match_single_channel_warps():
     # Each channel is warped as its own plane; outputs that are views into a larger array
     # (not contiguous) receive the result too.
-    rng = np.random.default_rng(4)
-    image = rng.random((18, 21, 2)).astype(np.float32)
-    u = rng.uniform(-4, 4, (18, 21)).astype(np.float32)
-    v = rng.uniform(-4, 4, (18, 21)).astype(np.float32)
-    fill = np.full_like(image, -2.0)
-    out = np.empty_like(image)
-    inside = np.empty((18, 21), bool)
+    image, u, v, fill, out, inside = warp_inputs(4, 18, 21, 2, 4.0)
     interpolation.warp_cubic(image, u, v, fill, 20.0, 17.0, out, inside)
     for c in range(2):
         single = np.empty((18, 21, 1), np.float32)
