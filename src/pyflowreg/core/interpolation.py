@@ -185,23 +185,21 @@ def warp_cubic(image, u, v, fill, x_max, y_max, out, inside):
     height, width, n_ch = image.shape
     parallel = use_parallel(height * width)
     for c in range(n_ch):
-        # One contiguous (H, W) plane per channel: the kernel's gather then indexes one flat
-        # array (a channel axis in the index arithmetic made it three times slower).
-        if n_ch == 1:
-            plane, fill_c, out_c = (a.reshape(height, width) for a in (image, fill, out))
-            if not (fill_c.flags.c_contiguous and out_c.flags.c_contiguous):
-                fill_c = np.ascontiguousarray(fill_c)
-                out_c = np.empty((height, width), dtype=np.float32)
-        else:
-            plane = np.ascontiguousarray(image[:, :, c])
-            fill_c = np.ascontiguousarray(fill[:, :, c])
+        # One contiguous (H, W) plane per channel (a view when there is one channel): the
+        # kernel's gather then indexes one flat array (a channel axis in the index arithmetic
+        # made it three times slower).
+        plane = np.ascontiguousarray(image[:, :, c])
+        fill_c = np.ascontiguousarray(fill[:, :, c])
+        out_c = out[:, :, c]
+        direct = out_c.flags.c_contiguous
+        if not direct:
             out_c = np.empty((height, width), dtype=np.float32)
         args = (plane, u, v, fill_c, float(x_max), float(y_max), out_c, inside)
         if parallel:
             _warp_cubic_parallel(*args, get_num_threads())
         else:
             _warp_cubic_serial(*args)
-        if not np.shares_memory(out_c, out):
+        if not direct:
             out[:, :, c] = out_c
 
 

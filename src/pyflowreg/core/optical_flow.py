@@ -189,13 +189,9 @@ class FlowEstimator:
         for i in range(self.min_level, (self.max_level if top is None else top) + 1):
             h, w = self.shapes[i]
             sigma = (_antialias_sigma(height, h), _antialias_sigma(width, w))
-            if n_ch == 1:
-                levels[i] = interpolation.resize_2d(planes[0], (h, w), sigma)[:, :, None]
-                continue
-            level = np.empty((h, w, n_ch), dtype=np.float32)
-            for c in range(n_ch):
-                level[:, :, c] = interpolation.resize_2d(planes[c], (h, w), sigma)
-            levels[i] = level
+            levels[i] = np.stack(
+                [interpolation.resize_2d(plane, (h, w), sigma) for plane in planes], axis=-1
+            )
         return levels
 
     def estimate(self, moving: np.ndarray, uv: np.ndarray | None = None, *,
@@ -305,10 +301,10 @@ def _level_workspace(h: int, w: int) -> list[np.ndarray]:
 
     Allocating and zeroing 16 padded arrays per level cost about a tenth of an estimate. Each
     thread (frames run on several) keeps one buffer, sized for the largest level it has seen,
-    and takes contiguous views of it. Everything the solver reads before writing is zeroed here
-    (in one compiled pass): the increments, and the one-pixel border of every array (the
-    smoothness weights across the domain border must be zero); interiors of the other work
-    arrays are written first.
+    and takes contiguous views of it. Everything the solver reads before writing is zeroed here:
+    the increments, and the one-pixel border of every array (the smoothness weights across the
+    domain border must be zero; one compiled pass, not four slice assignments per array);
+    interiors of the other work arrays are written first.
     """
     n_padded = (h + 2) * (w + 2)
     n_floats = (_N_SOLVER_ARRAYS + 2) * n_padded  # the scratch has twice the rows
@@ -317,7 +313,8 @@ def _level_workspace(h: int, w: int) -> list[np.ndarray]:
         floats = _workspace.floats = np.empty(n_floats, dtype=np.float32)
         _workspace.ints = np.empty(n_padded, dtype=np.int32)
     stacked = floats[: _N_SOLVER_ARRAYS * n_padded].reshape(_N_SOLVER_ARRAYS, h + 2, w + 2)
-    variational.clear_workspace(stacked)
+    variational.clear_borders(stacked)
+    stacked[2:4] = 0.0  # the increments du, dv
     arrays = list(stacked)
     arrays.append(floats[_N_SOLVER_ARRAYS * n_padded : n_floats].reshape(2 * (h + 2), w + 2))
     arrays.append(_workspace.ints[:n_padded].reshape(h + 2, w + 2))

@@ -79,8 +79,6 @@ def _motion_tensor_rows(f1, f2, inside, gradient_constancy, tensor, y0, y1):
     # would promote the arithmetic to float64, and the float64 loop ran about twice as long.
     # Pixels outside the warp get a zero normaliser instead of a branch.
     height, width = f1.shape
-    half, quarter, two = np.float32(0.5), np.float32(0.25), np.float32(2.0)
-    eps = np.float32(TENSOR_EPS)
     for y in range(y0, y1):
         if y == 0 or y == height - 1:
             for k in range(N_TENSOR):
@@ -90,12 +88,14 @@ def _motion_tensor_rows(f1, f2, inside, gradient_constancy, tensor, y0, y1):
         for k in range(N_TENSOR):
             tensor[k, y, 0] = 0.0
             tensor[k, y, width - 1] = 0.0
-        _tensor_row(f1, f2, inside, gradient_constancy, tensor, y, half, quarter, two, eps)
+        _tensor_row(f1, f2, inside, gradient_constancy, tensor, y)
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _tensor_row(f1, f2, inside, gradient_constancy, tensor, y, half, quarter, two, eps):
+def _tensor_row(f1, f2, inside, gradient_constancy, tensor, y):
     # Row views: unit-stride loads and stores without two-dimensional index arithmetic.
+    half, quarter, two = np.float32(0.5), np.float32(0.25), np.float32(2.0)
+    eps = np.float32(TENSOR_EPS)
     a0, a1, a2 = f1[y - 1], f1[y], f1[y + 1]
     b0, b1, b2 = f2[y - 1], f2[y], f2[y + 1]
     keep_row = inside[y]
@@ -252,16 +252,16 @@ def _lagged_system_row(
     # Smoothness: the neighbours' flow enters the right-hand side, the edge weights the diagonal.
     # x below runs over the padded row (1 .. width).
     w_e, w_n, w_s = w_east[y], w_south[y - 1], w_south[y]
-    for name in range(2):
-        flow = u if name == 0 else v
-        rhs = r1[y] if name == 0 else r2[y]
+    for component in range(2):
+        flow = u if component == 0 else v
+        rhs = r1[y] if component == 0 else r2[y]
         f_row, f_north, f_south = flow[y], flow[y - 1], flow[y + 1]
         for x in range(1, width + 1):
             fc = f_row[x]
             rhs[x] += (w_e[x - 1] * (f_row[x - 1] - fc) + w_e[x] * (f_row[x + 1] - fc)
                        + w_n[x] * (f_north[x] - fc) + w_s[x] * (f_south[x] - fc))
-    for name in range(2):
-        diag = d1[y] if name == 0 else d2[y]
+    for component in range(2):
+        diag = d1[y] if component == 0 else d2[y]
         for x in range(1, width + 1):
             diag[x] = np.float32(1.0) / (diag[x] + w_e[x - 1] + w_e[x] + w_n[x] + w_s[x])
 
@@ -367,15 +367,11 @@ def solve_level_parallel(
 
 
 @njit(cache=True, nogil=True)
-def clear_workspace(arrays):
+def clear_borders(arrays):
     """Zero the one-pixel border of every padded (H + 2, W + 2) array of ``arrays`` (N, H + 2,
-    W + 2), and arrays 2 and 3 (the increments du, dv) whole: what the solver reads before it
-    writes."""
+    W + 2)."""
     n, rows, cols = arrays.shape
     for i in range(n):
-        if i == 2 or i == 3:
-            arrays[i, :, :] = 0.0
-            continue
         for x in range(cols):
             arrays[i, 0, x] = 0.0
             arrays[i, rows - 1, x] = 0.0
