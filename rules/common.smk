@@ -1,4 +1,6 @@
-# Helpers shared by the rules: recordings, center, paths. Nothing here reads image data.
+# Helpers shared by the rules: recordings, center, paths. Nothing here reads image data
+# (headers only: frame counts, frame sizes).
+import functools
 import os
 import re
 from pathlib import Path
@@ -17,6 +19,11 @@ if SRC.is_dir():
         os.environ.update(PYTHONPATH=os.pathsep.join([str(SRC), JOB_PYTHONPATH]))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".numba_cache").resolve()))
 
+from pyflowreg.io import open_movie  # noqa: E402
+from pyflowreg.motion_correction.segments import (
+    segment_bounds,
+    segment_names,
+)  # noqa: E402
 from pyflowreg.session.config import SessionConfig  # noqa: E402
 from pyflowreg.session.stage1_compensate import check_recordings  # noqa: E402
 from pyflowreg.session.stage2_between_avgs import stage2_params  # noqa: E402
@@ -103,6 +110,42 @@ wildcard_constraints:
 def raw_path(wildcards):
     """The input recording of a stem."""
     return str(RAW[wildcards.rec])
+
+
+def stage1_inputs(wildcards):
+    """The raw recording; with segment_frames also its preparation and every segment."""
+    if not SESSION.segment_frames:
+        return {"movie": raw_path(wildcards)}
+    statuses = [
+        stage1_output(f"segments/{segment_names(k)['status']}", wildcards.rec)
+        for k in range(n_segments(wildcards.rec))
+    ]
+    return {
+        "movie": raw_path(wildcards),
+        "prepared": stage1_output("segments/prepared.pkl", wildcards.rec),
+        "segments": statuses,
+    }
+
+
+@functools.cache
+def n_segments(rec):
+    """Segments of a recording: from its header, or from the demo's settings before the demo
+    job has written it."""
+    if DEMO:
+        n_frames = SESSION.demo.get("frames", 60)
+    else:
+        with open_movie(RAW[rec]) as reader:
+            n_frames = reader.n_frames
+    return len(segment_bounds(n_frames, SESSION.segment_frames))
+
+
+def segment_outputs():
+    """Files of one segment job (wildcard seg: the 4-digit segment index)."""
+    names = segment_names("{seg}")
+    keep = ["compensated", "idx", "sums", "status"]
+    if SESSION.stage1_options().save_w:
+        keep.append("w")
+    return {key: stage1_output(f"segments/{names[key]}") for key in keep}
 
 
 def stage1_options(wildcards):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pyflowreg.core.rigid import estimate_rigid_shift, rigid_flow
+from pyflowreg.core.rigid import estimate_rigid_shift, rigid_flow, tukey
 from pyflowreg.core.warping import imregister_wrapper
 
 
@@ -25,3 +25,11 @@ def test_rigid_subpixel_shift_sign_and_size(u0, v0):
 def test_rigid_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="must be equal"):
         estimate_rigid_shift(np.zeros((8, 8)), np.zeros((8, 9)))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 64, 127, 256])
+@pytest.mark.parametrize("taper", [0.0, 0.1, 0.25, 1.0, 1.5])
+def test_tukey_window_equals_scipys(n, taper):
+    from scipy.signal.windows import tukey as scipy_tukey
+
+    np.testing.assert_allclose(tukey(n, taper), scipy_tukey(n, taper), rtol=0, atol=1e-15)

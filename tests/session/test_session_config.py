@@ -25,6 +25,7 @@ alpha_between = 20.0
 iterations_between = 50
 quality_setting = "fast"
 n_workers = 2
+segment_frames = 64
 align_chunk_size = 16
 align_output_format = "HDF5"
 exclude_misaligned = true
@@ -61,6 +62,7 @@ alpha_between: 20.0
 iterations_between: 50
 quality_setting: fast
 n_workers: 2
+segment_frames: 64
 align_chunk_size: 16
 align_output_format: HDF5
 exclude_misaligned: true
@@ -83,7 +85,7 @@ EXPECTED = {
     "pattern": "rec_*.tif", "center": "rec_01.tif", "output_root": "comp",
     "final_results": "final", "resume": False, "scheduler": "array", "flow_backend": "flowreg",
     "cc_upsample": 8, "sigma_smooth": 5.0, "alpha_between": 20.0, "iterations_between": 50,
-    "quality_setting": "fast", "n_workers": 2, "align_chunk_size": 16,
+    "quality_setting": "fast", "n_workers": 2, "segment_frames": 64, "align_chunk_size": 16,
     "align_output_format": "HDF5", "exclude_misaligned": True,
     "backend_params": {"numba_threads": 1},
     "flow_options": {"alpha": 2.0, "buffer_size": 50},
@@ -364,3 +366,11 @@ def test_invalid_array_task_id_is_an_error_naming_the_variable(no_task_env, valu
     no_task_env.setenv("SLURM_ARRAY_TASK_ID", value)
     with pytest.raises(ValueError, match="SLURM_ARRAY_TASK_ID"):
         get_array_task_id()
+
+
+def test_segment_frames_must_be_a_multiple_of_the_chunk(tmp_path):
+    with pytest.raises(ConfigError, match=r"key 'segment_frames': segment_frames 100 is not a "
+                                          r"multiple of chunk_frames \(32\)"):
+        SessionConfig(root=tmp_path, segment_frames=100)
+    assert SessionConfig(root=tmp_path, segment_frames=96,
+                         flow_options={"chunk_frames": 48}).segment_frames == 96

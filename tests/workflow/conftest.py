@@ -147,7 +147,7 @@ def snakemake(tmp_path_factory) -> Snakemake:
 # --------------------------------------------------------------------------- parsing the output
 _JOB_STATS = re.compile(r"^Job stats:\n.*?\n-+\s+-+\n(.*?)^total\s+(\d+)", re.M | re.S)
 _JOB_BLOCK = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:[ \t]+\S.*(?:\n|$))*)", re.M)
-_WILDCARD = re.compile(r"^\s+wildcards: rec=(\S+?),?\s*$", re.M)
+_WILDCARD = re.compile(r"^\s+wildcards: rec=([^,\s]+)", re.M)
 
 
 def job_counts(result: Result) -> Counter:

@@ -7,8 +7,27 @@ field that is already close.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal.windows import tukey
 from skimage.registration import phase_cross_correlation
+
+
+def tukey(n: int, taper: float) -> np.ndarray:
+    """Symmetric Tukey (tapered cosine) window of ``n`` points, ``taper`` of it in the cosines.
+
+    Written here because importing ``scipy.signal`` for it costs about a second per process.
+    """
+    x = np.arange(n, dtype=np.float64)
+    if n < 2 or taper <= 0:
+        return np.ones(n)
+    taper = min(taper, 1.0)
+    width = int(np.floor(taper * (n - 1) / 2.0))
+    window = np.ones(n)
+    ramp = x[: width + 1]
+    window[: width + 1] = 0.5 * (1 + np.cos(np.pi * (-1 + 2.0 * ramp / taper / (n - 1))))
+    tail = x[n - width - 1 :]
+    window[n - width - 1 :] = 0.5 * (1 + np.cos(np.pi * (-2.0 / taper + 1
+                                                         + 2.0 * tail / taper / (n - 1))))
+    return window
+
 
 # Fraction of each axis tapered by the window; keeps the image border from dominating the
 # correlation of non-periodic microscope images.

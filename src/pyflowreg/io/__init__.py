@@ -11,7 +11,13 @@ from ._atomic import (
 )
 from ._dtypes import cast_frames, is_supported_dtype, movie_dtype
 from .base import MovieReader, MovieWriter
-from .hdf5 import HDF5MovieReader, HDF5MovieWriter, read_hdf5_frame_count
+from .hdf5 import (
+    HDF5MovieReader,
+    HDF5MovieWriter,
+    missing_virtual_sources,
+    read_hdf5_frame_count,
+    write_virtual_movie,
+)
 from .npy import NPYMovieReader, NPYMovieWriter
 from .readers import (
     READER_SUFFIXES,
@@ -53,7 +59,9 @@ __all__ = [
     "movie_format",
     "open_movie",
     "open_movie_writer",
+    "missing_virtual_sources",
     "read_hdf5_frame_count",
+    "write_virtual_movie",
     "scanimage_layout",
     "temporary_path_for",
     "validate_movie",

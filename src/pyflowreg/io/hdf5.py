@@ -42,6 +42,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from ._atomic import atomic_output
 from ._axes import AxisPlan, parse_axis_labels, plan_axes
 from ._dtypes import movie_dtype
 from .base import MovieReader, MovieWriter
@@ -171,6 +172,12 @@ class HDF5MovieReader(MovieReader):
         if "complete" in f.attrs and not bool(np.asarray(f.attrs["complete"]).all()):
             raise ValueError(
                 f"{where}: file is marked incomplete (complete=0); it was not finished"
+            )
+        missing = missing_virtual_sources(f)
+        if missing:
+            raise ValueError(
+                f"{where}: is a virtual dataset over other files and {', '.join(missing)} "
+                "is missing; move or copy the folder as a whole"
             )
 
         channels: list[h5py.Dataset] = []
@@ -471,6 +478,68 @@ class HDF5MovieWriter(MovieWriter):
                 pass
 
 
+def missing_virtual_sources(f: h5py.File) -> list[str]:
+    """Source files of ``f``'s virtual datasets that do not exist (HDF5 would read fill values).
+
+    Relative source names resolve against the folder of ``f``, as HDF5 resolves them.
+    """
+    folder = Path(f.filename).parent
+    missing: set[str] = set()
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.is_virtual:
+            for source in obj.virtual_sources():
+                if source.file_name != "." and not (folder / source.file_name).is_file():
+                    missing.add(source.file_name)
+
+    f.visititems(visit)
+    return sorted(missing)
+
+
+def _copy_attrs(values: dict, attrs: h5py.AttributeManager) -> None:
+    for key, value in values.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+            attrs.create(key, value, dtype=h5py.string_dtype())
+        else:
+            attrs[key] = value
+
+
+def write_virtual_movie(path: str | os.PathLike[str], parts: list[str | os.PathLike[str]]) -> int:
+    """Write ``path`` as one movie made of the complete HDF5 movies ``parts``, without copying.
+
+    Every dataset of the parts (``ch1``.., ``u``/``v``) becomes a virtual dataset that maps
+    consecutive frame ranges onto the parts, by paths relative to ``path``'s folder (so the
+    folder can be moved as a whole). Root attributes are those of the first part, with the
+    total ``n_frames``. Written atomically; returns the frame count.
+    """
+    path = Path(path)
+    counts = []
+    for part in parts:
+        n = read_hdf5_frame_count(part)
+        if n is None:
+            raise ValueError(f"{part}: not a complete HDF5 movie, cannot join it into {path}")
+        counts.append(n)
+    total = int(sum(counts))
+    with h5py.File(parts[0], "r") as first:
+        attrs = dict(first.attrs)
+        layouts = {name: (first[name].shape[1:], first[name].dtype, dict(first[name].attrs))
+                   for name in first if isinstance(first[name], h5py.Dataset)}
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, (frame_shape, dtype, ds_attrs) in layouts.items():
+            layout = h5py.VirtualLayout(shape=(total, *frame_shape), dtype=dtype)
+            t0 = 0
+            for part, n in zip(parts, counts, strict=True):
+                source = os.path.relpath(Path(part).resolve(), path.resolve().parent)
+                layout[t0 : t0 + n] = h5py.VirtualSource(source, name, shape=(n, *frame_shape))
+                t0 += n
+            ds = f.create_virtual_dataset(name, layout)
+            _copy_attrs(ds_attrs, ds.attrs)
+        _copy_attrs(attrs, f.attrs)
+        f.attrs["n_frames"] = np.int64(total)
+        f.attrs["complete"] = np.uint8(1)
+    return total
+
+
 def read_hdf5_frame_count(path: str | os.PathLike[str]) -> int | None:
     """Number of frames in a finished HDF5 movie, for resume logic.
 
@@ -496,6 +565,8 @@ def read_hdf5_frame_count(path: str | os.PathLike[str]) -> int | None:
             n = int(f.attrs["n_frames"])
             channels = _channel_datasets(f)
             if not channels or any(ds.ndim != 3 or ds.shape[0] < n for ds in channels):
+                return None
+            if missing_virtual_sources(f):
                 return None
             return n
     except (OSError, KeyError, ValueError, TypeError):

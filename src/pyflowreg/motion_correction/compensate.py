@@ -12,11 +12,11 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from pyflowreg import __version__
@@ -27,7 +27,7 @@ from pyflowreg.core.optical_flow import (
     first_pass_parameters,
     refinement_parameters,
 )
-from pyflowreg.core.threads import available_cpus, set_numba_threads
+from pyflowreg.core.threads import available_cpus
 from pyflowreg.core.warping import warp_image
 from pyflowreg.io import (
     atomic_output,
@@ -43,14 +43,16 @@ from pyflowreg.io.fingerprint import fingerprint_matches, input_fingerprint, sta
 from pyflowreg.motion_correction.alpha_selection import (
     ALPHA_FACTORS,
     REFINED_ALPHA_FACTORS,
+    AlphaSelection,
     select_alpha,
 )
 from pyflowreg.motion_correction.options import OFOptions
-from pyflowreg.motion_correction.parallel import FramePool
-from pyflowreg.motion_correction.preprocess import temporal_radius
+from pyflowreg.motion_correction.parallel import CorrectionPool, FramePool
+from pyflowreg.motion_correction.preprocess import prefilter_image, temporal_radius
 from pyflowreg.motion_correction.progress import Progress
 from pyflowreg.motion_correction.qc import QC_FILE, RecordingQC, is_qc_complete
 from pyflowreg.motion_correction.reference import (
+    Reference,
     build_reference,
     read_filtered,
     reference_frame_indices,
@@ -61,6 +63,7 @@ IDX_FILE = "idx.hdf"
 W_FILE = "w.hdf5"
 AVERAGE_FILE = "temporal_average.npy"
 REFERENCE_FILE = "reference.npy"
+SEGMENTS_DIR = "segments"  # the parts of a split run (see segments.py)
 COMPENSATED_STEM = "compensated"
 OUTPUT_SUFFIX = {"HDF5": ".hdf5", "TIFF": ".tif", "NPY": ".npy"}
 MIN_FRAMES = 2
@@ -210,15 +213,12 @@ def compensate_recording(
         start_hashing(input_file)
         # Frames are split across worker threads, each running numba on one thread.
         threads = available_cpus() if options.n_workers is None else options.n_workers
-        caller_threads = numba.get_num_threads()
-        set_numba_threads(1)
-        try:
-            with FramePool(threads) as pool:
-                _correct(reader, input_file, folder, options, threads, log, pool)
-        finally:
-            numba.set_num_threads(caller_threads)
+        with CorrectionPool(threads) as pool:
+            _correct(reader, input_file, folder, options, threads, log, pool)
     finally:
         reader.close()
+    # Segments of an earlier split run of this folder are no longer what its files point at.
+    shutil.rmtree(folder / SEGMENTS_DIR, ignore_errors=True)
     return folder
 
 
@@ -234,7 +234,11 @@ class _FlowSequence:
 
     Flows are estimated in frame order ahead of the chunk being written, because the filter of
     frame t looks at frames t - R .. t + R (R = ``reach``). Each batch of ``buffer_size``
-    frames starts from the mean flow of the batch before it.
+    frames after the first starts from the flow of the batch before it: its mean frame
+    registered to the reference (:meth:`_batch_start`). That start depends on the frames alone,
+    not on earlier estimates, so a run can begin at any chunk (:meth:`start_at`) and deliver
+    exactly the flows of a run from frame 0; this is what lets one recording be split into
+    segments.
 
     With refinement, every frame's filtered first estimate becomes the prior of a second one
     (see :func:`pyflowreg.core.optical_flow.refinement_parameters`), which is filtered again:
@@ -254,30 +258,45 @@ class _FlowSequence:
         if options.refinement:
             refine_params, self.refine_top_level = refinement_parameters(params)
             self.refiner = FlowEstimator(fixed, refine_params, weight=options.weight)
+        self.chunk_frames = options.chunk_frames
         self.raw, self.frames = {}, {}
         self.flows, self.summaries = {}, {}  # first estimates
         self.refined, self.refined_summaries = {}, {}
         self.next_frame = self.next_refined = 0
         self.noise_px = []  # per chunk: median noise of the first estimates' summaries
-        self.uv = None
-        self.batch_flow_sum = None
+        self.batch_starts = {0: None}  # batch index -> initial flow of its frames
+
+    def _batch_start(self, batch: int):
+        """Initial flow of a batch: the previous batch's mean frame registered to the reference.
+
+        Frames are summed one by one in float64, so the start does not depend on which run
+        asks for it.
+        """
+        if batch not in self.batch_starts:
+            t0, t1 = (batch - 1) * self.buffer_size, batch * self.buffer_size
+            total = None
+            for a in range(t0, t1, self.chunk_frames):
+                for frame in np.asarray(self.reader.read(a, min(t1, a + self.chunk_frames)),
+                                        dtype=np.float64):
+                    total = frame.copy() if total is None else np.add(total, frame, out=total)
+            mean = (total / (t1 - t0)).astype(np.float32)
+            norm = self.normalization
+            moving = norm.stabilise(prefilter_image(norm.apply(mean), self.sigma))
+            # Requests come in frame order; older batches are not asked for again.
+            self.batch_starts = {b: w for b, w in self.batch_starts.items()
+                                 if b == 0 or b >= batch - 1}
+            self.batch_starts[batch] = self.estimator.estimate(moving)
+        return self.batch_starts[batch]
 
     def _estimate(self, t0: int, t1: int) -> None:
         raw, filtered = read_filtered(
             self.reader, t0, t1, self.normalization, self.sigma, self.radius
         )
         for a, b in _batch_segments(t0, t1, self.buffer_size):
-            if a > 0 and a % self.buffer_size == 0:
-                # The mean flow of the finished batch starts the next one.
-                self.uv = (self.batch_flow_sum / self.buffer_size).astype(np.float32)
-                self.batch_flow_sum = None
-            uv = self.uv
+            uv = self._batch_start(a // self.buffer_size)
             ws = self.pool.map(lambda f, uv=uv: self.estimator.estimate(f, uv=uv),
                                list(filtered[a - t0 : b - t0]))
             for t, w in zip(range(a, b), ws, strict=True):
-                # Summed in frame order: results do not depend on the thread count.
-                self.batch_flow_sum = w.astype(np.float64) if self.batch_flow_sum is None \
-                    else self.batch_flow_sum + w
                 self.raw[t], self.flows[t] = raw[t - t0], w
                 self.summaries[t] = temporal.flow_summary(w)
                 if self.refiner is not None:
@@ -313,6 +332,41 @@ class _FlowSequence:
             self.refined[t], self.refined_summaries[t] = w, temporal.flow_summary(w)
             del self.frames[t]
         self.next_refined = t1
+
+    def start_at(self, start: int) -> None:
+        """Deliver chunks from frame ``start`` on exactly as a run from frame 0 would.
+
+        ``start`` must begin a chunk. The temporal filter of a span judges the noise over the
+        whole span, so the refined estimates that the first chunks look back on are recomputed
+        over the same spans a run from frame 0 used: span k ends at frame (k + 1) C + R.
+        """
+        if start % self.chunk_frames:
+            raise ValueError(f"start frame {start} does not begin a chunk of "
+                             f"{self.chunk_frames} frames")
+        if start == 0:
+            return
+        n_frames, reach = self.reader.n_frames, self.reach
+        if self.refiner is None:
+            self.next_frame = max(0, start - reach)
+            return
+
+        def span_end(k: int) -> int:
+            return 0 if k < 0 else min(n_frames, (k + 1) * self.chunk_frames + reach)
+
+        last = start // self.chunk_frames - 1  # the span the chunk before `start` refined
+        first = next(k for k in range(last + 1) if span_end(k) > start - reach)
+        self.next_refined = span_end(first - 1)
+        self.next_frame = max(0, self.next_refined - reach)
+        self._estimate(self.next_frame, min(n_frames, span_end(last) + reach))
+        for k in range(first, last + 1):
+            if span_end(k) > self.next_refined:
+                self._refine(span_end(k))
+        # The earlier run recorded these spans' noise and wrote these frames.
+        self.noise_px.clear()
+        for t in [t for t in self.raw if t < start]:
+            del self.raw[t]
+        for t in [t for t in self.frames if t < self.next_refined]:
+            del self.frames[t]
 
     def chunk(self, t0: int, t1: int):
         """Raw frames, filtered flows and chosen window indices of frames [t0, t1)."""
@@ -366,14 +420,31 @@ def _refinement_status(flows: _FlowSequence) -> dict:
             "first_pass_final_level": flows.estimator.min_level}
 
 
-def _correct(
-    reader, input_file: Path, folder: Path, options: OFOptions, threads: int, log,
-    pool: FramePool,
-) -> None:
+@dataclasses.dataclass
+class Prepared:
+    """What a recording's correction is set up with: its reference and smoothness weight."""
+
+    reference: Reference
+    selection: AlphaSelection
+    seconds: dict  # "reference", "alpha_selection": wall time of each step
+
+
+@dataclasses.dataclass
+class FramesResult:
+    """What correcting a run of frames adds up to (summed over runs by :func:`join_results`)."""
+
+    start: int
+    stop: int
+    average_sum: np.ndarray  # (H, W, C) float64, corrected frames summed
+    window_counts: np.ndarray  # frames per temporal-filter window
+    noise_px: list  # per chunk, median noise of the first estimates
+    refinement: dict
+    qc: RecordingQC | None
+
+
+def prepare_correction(reader, input_file: Path, options: OFOptions, *, log, pool) -> Prepared:
+    """Build the reference of a recording and choose its smoothness weight."""
     t_start = time.perf_counter()
-    n_frames, (height, width), n_ch = reader.n_frames, reader.frame_shape, reader.n_channels
-    sigma = options.channel_sigma(n_ch)
-    radius = temporal_radius(sigma)
     reference = build_reference(reader, options, log=log, pool=pool)
     t_reference = time.perf_counter() - t_start
     log(f"{input_file.name}: reference from {reference.frame_indices.size} frames, "
@@ -381,8 +452,8 @@ def _correct(
     # Judged on the full first pass, not on Stage 1's shortened one: on that one larger weights
     # gain less and the choice falls short (docs/method.md).
     selection = select_alpha(
-        reader, reference, options.flow_parameters, sigma, weight=options.weight, pool=pool,
-        enabled=options.select_alpha,
+        reader, reference, options.flow_parameters, options.channel_sigma(reader.n_channels),
+        weight=options.weight, pool=pool, enabled=options.select_alpha,
         factors=REFINED_ALPHA_FACTORS if options.refinement else ALPHA_FACTORS,
     )
     t_selection = time.perf_counter() - t_start - t_reference
@@ -391,37 +462,73 @@ def _correct(
     if selection.fell_back:
         log(f"WARNING: {input_file.name}: the noise fit failed, so the smoothness weight "
             f"alpha {selection.alpha[0]:g} took a fallback path ({selection.reason})")
-    params = dataclasses.replace(options.flow_parameters, alpha=selection.alpha)
+    return Prepared(reference, selection,
+                    {"reference": round(t_reference, 3), "alpha_selection": round(t_selection, 3)})
+
+
+def open_writers(folder: Path, options: OFOptions, reader, n_frames: int, *,
+                 names: dict | None = None) -> dict:
+    """Writers of the corrected movie, the valid masks and (if asked) the flows.
+
+    ``names`` maps "compensated", "idx", "w" to other file names inside ``folder``.
+    """
+    names = names or {}
+    height, width = reader.frame_shape
     out_dtype = reader.dtype if options.output_dtype == "same" else np.dtype(options.output_dtype)
     writers = {}
     try:
         writers["compensated"] = open_movie_writer(
-            compensated_path(folder, options.output_format), (height, width), n_ch, out_dtype,
-            n_frames=n_frames,
+            folder / names["compensated"] if "compensated" in names
+            else compensated_path(folder, options.output_format),
+            (height, width), reader.n_channels, out_dtype, n_frames=n_frames,
         )
         if options.save_valid_idx:
             writers["idx"] = open_movie_writer(
-                folder / IDX_FILE, (height, width), 1, np.uint8, n_frames=n_frames
+                folder / names.get("idx", IDX_FILE), (height, width), 1, np.uint8,
+                n_frames=n_frames,
             )
         if options.save_w:
             writers["w"] = open_movie_writer(
-                folder / W_FILE, (height, width), 2, np.float32, n_frames=n_frames,
-                dataset_names=("u", "v"),
+                folder / names.get("w", W_FILE), (height, width), 2, np.float32,
+                n_frames=n_frames, dataset_names=("u", "v"),
             )
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    return writers
+
+
+def correct_frames(reader, input_file: Path, prepared: Prepared, options: OFOptions,
+                   writers: dict, start: int, stop: int, *, log, pool) -> FramesResult:
+    """Correct frames [start, stop) (``start`` begins a chunk) and write them to ``writers``.
+
+    The flows, and so the corrected frames, equal those of a pass over the whole recording.
+    Writers are closed on success and aborted on failure.
+    """
+    n_frames, (height, width), n_ch = reader.n_frames, reader.frame_shape, reader.n_channels
+    reference = prepared.reference
+    sigma = options.channel_sigma(n_ch)
+    params = dataclasses.replace(options.flow_parameters, alpha=prepared.selection.alpha)
+    try:
         average = np.zeros((height, width, n_ch), dtype=np.float64)
-        flows = _FlowSequence(reader, reference, options, params, sigma, radius, pool)
+        flows = _FlowSequence(reader, reference, options, params, sigma, temporal_radius(sigma),
+                              pool)
+        flows.start_at(start)
         window_counts = np.zeros(len(temporal.DEFAULT_SCALES), dtype=np.int64)
-        qc = RecordingQC(reference.image, reference.normalization, n_frames,
-                         flow_parameters=options.flow_parameters) if options.qc else None
-        progress = Progress(n_frames)
+        whole = start == 0 and stop == n_frames  # else a segment: the join draws the figures
+        qc = RecordingQC(reference.image, reference.normalization, n_frames, start=start,
+                         flow_parameters=options.flow_parameters,
+                         prefetch_figures=whole) if options.qc else None
+        progress = Progress(stop - start)
 
         def register_frame(item):
             raw_frame, w = item
             corrected, inside = warp_image(raw_frame, w[..., 0], w[..., 1], reference.image)
             return corrected, inside
 
-        for t0 in range(0, n_frames, options.chunk_frames):
-            t1 = min(n_frames, t0 + options.chunk_frames)
+        for t0 in range(start, stop, options.chunk_frames):
+            t1 = min(stop, t0 + options.chunk_frames)
             raw, w_chunk, windows = flows.chunk(t0, t1)
             window_counts += np.bincount(windows, minlength=window_counts.size)
             corrected = np.empty((t1 - t0, height, width, n_ch), dtype=np.float32)
@@ -438,30 +545,39 @@ def _correct(
                 writers["w"].write(w_chunk)
             if qc is not None:
                 qc.add_chunk(np.stack(raw), corrected, w_chunk, valid[..., 0])
-            log(f"{input_file.name}: {progress.line(t1)}")
+            log(f"{input_file.name}: {progress.line(t1 - start)}")
         for writer in writers.values():
             writer.close()
     except BaseException:
         for writer in writers.values():
             writer.abort()
         raise
+    return FramesResult(start, stop, average, window_counts, flows.noise_px,
+                        _refinement_status(flows), qc)
 
-    average /= n_frames
+
+def write_results(folder: Path, input_file: Path, options: OFOptions, prepared: Prepared,
+                  result: FramesResult, n_frames: int, *, seconds: float, threads: int, log,
+                  fingerprint: dict | None = None, extra: dict | None = None) -> None:
+    """The temporal average, reference, QC and, last, ``status.json`` of a corrected recording."""
+    reference, selection = prepared.reference, prepared.selection
+    n_ch = reference.image.shape[2]
+    average = result.average_sum / n_frames
     atomic_save_npy(folder / AVERAGE_FILE, average[..., 0] if n_ch == 1 else average)
     atomic_save_npy(
         folder / REFERENCE_FILE, reference.image[..., 0] if n_ch == 1 else reference.image
     )
     noise_status = _noise_status(options, reference)
-    if qc is not None:
-        qc.finish(folder, name=input_file.name, log=log,
-                  settings={"alpha_selection": selection.as_dict(), "noise_model": noise_status})
-    elapsed = time.perf_counter() - t_start
+    if result.qc is not None:
+        result.qc.finish(folder, name=input_file.name, log=log,
+                         settings={"alpha_selection": selection.as_dict(),
+                                   "noise_model": noise_status})
     status = {
         "complete": True,
         "n_frames": n_frames,
-        "frame_shape": [height, width],
+        "frame_shape": list(reference.image.shape[:2]),
         "n_channels": n_ch,
-        "input": input_fingerprint(input_file),
+        "input": fingerprint if fingerprint is not None else input_fingerprint(input_file),
         "options": _comparable_options(options),
         "reference": {
             "frame_indices": [int(reference.frame_indices[0]), int(reference.frame_indices[-1])],
@@ -471,23 +587,36 @@ def _correct(
         },
         "temporal_filter": {
             "enabled": options.temporal_filter,
-            "flow_noise_px": round(float(np.median(flows.noise_px)), 4) if flows.noise_px
+            "flow_noise_px": round(float(np.median(result.noise_px)), 4) if result.noise_px
             else None,
             "window_sigmas_frames": list(temporal.DEFAULT_SCALES),
-            "frames_per_window": window_counts.tolist(),
+            "frames_per_window": result.window_counts.tolist(),
         },
         "noise_model": noise_status,
         "alpha_selection": selection.as_dict(),
-        "refinement": _refinement_status(flows),
-        "seconds": {"reference": round(t_reference, 3), "alpha_selection": round(t_selection, 3),
-                    "total": round(elapsed, 3)},
-        "frames_per_second": round(n_frames / elapsed, 3),
+        "refinement": result.refinement,
+        "seconds": {**prepared.seconds, "total": round(seconds, 3)},
+        "frames_per_second": round(n_frames / seconds, 3),
         "numba_threads": threads,
-        "qc_file": QC_FILE if qc is not None else None,
+        "qc_file": QC_FILE if result.qc is not None else None,
         "version": __version__,
         "python": platform.python_version(),
+        **(extra or {}),
     }
     with atomic_output(folder / STATUS_FILE) as tmp:
         Path(tmp).write_text(json.dumps(status, indent=2))
-    log(f"{input_file.name}: done, {n_frames} frames in {elapsed:.1f} s "
-        f"({n_frames / elapsed:.1f} frames/s)")
+    log(f"{input_file.name}: done, {n_frames} frames in {seconds:.1f} s "
+        f"({n_frames / seconds:.1f} frames/s)")
+
+
+def _correct(
+    reader, input_file: Path, folder: Path, options: OFOptions, threads: int, log,
+    pool: FramePool,
+) -> None:
+    t_start = time.perf_counter()
+    prepared = prepare_correction(reader, input_file, options, log=log, pool=pool)
+    writers = open_writers(folder, options, reader, reader.n_frames)
+    result = correct_frames(reader, input_file, prepared, options, writers, 0, reader.n_frames,
+                            log=log, pool=pool)
+    write_results(folder, input_file, options, prepared, result, reader.n_frames,
+                  seconds=time.perf_counter() - t_start, threads=threads, log=log)

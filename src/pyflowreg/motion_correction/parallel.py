@@ -41,3 +41,20 @@ class FramePool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class CorrectionPool(FramePool):
+    """A :class:`FramePool` whose caller also runs numba on one thread while it is open.
+
+    With one worker the frames are corrected on the calling thread itself; its numba thread
+    count is restored on exit.
+    """
+
+    def __enter__(self) -> CorrectionPool:
+        self._caller_threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
+        numba.set_num_threads(self._caller_threads)

@@ -58,6 +58,11 @@ class RecordingQC:
         The recording's map of raw intensities to [0, 1] (shared by frames and reference).
     n_frames : int
         Frames the recording has; chunks must arrive in order and cover them all.
+    start : int, default 0
+        First frame this instance is fed: a segment of the recording starts later, and its
+        :meth:`state` is combined with the other segments' by :meth:`merged`.
+    prefetch_figures : bool, default True
+        Import matplotlib in the background now, for :meth:`finish`.
     flow_parameters : FlowParameters, optional
         Solver parameters of the residual-motion flow (default: the recording's defaults).
 
@@ -77,7 +82,8 @@ class RecordingQC:
     """
 
     def __init__(self, reference: np.ndarray, normalization: Normalization, n_frames: int, *,
-                 flow_parameters: FlowParameters | None = None):
+                 start: int = 0, flow_parameters: FlowParameters | None = None,
+                 prefetch_figures: bool = True):
         self.normalization = normalization
         self.n_frames = int(n_frames)
         self.flow_parameters = flow_parameters or FlowParameters()
@@ -95,9 +101,11 @@ class RecordingQC:
         self.third_sums = {k: np.zeros((height, width, n_ch))
                            for k in ("raw_first", "raw_last", "corrected_first",
                                      "corrected_last")}
-        self.done = 0
+        self.start = self.done = int(start)
         # matplotlib takes about a second to import: done meanwhile, it is off the critical path.
-        threading.Thread(target=pyplot, name="qc-import-matplotlib", daemon=True).start()
+        # A segment, whose figures the join draws, does without it.
+        if prefetch_figures:
+            threading.Thread(target=pyplot, name="qc-import-matplotlib", daemon=True).start()
 
     def add_chunk(self, raw: np.ndarray, corrected: np.ndarray, w: np.ndarray,
                   valid: np.ndarray) -> None:
@@ -149,6 +157,39 @@ class RecordingQC:
                                              sums[:, 7])
         frames["corr_corrected"][t0:t1] = _pearson(count, sums[:, 8], sums[:, 9], ref_sum,
                                                    ref_sq, sums[:, 10])
+
+    STATE_SUMS = ("raw_sum", "corrected_sum", "abs_w_sum")
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The accumulated numbers of frames [start, done), for :meth:`merged` (npz-ready)."""
+        frames = slice(self.start, self.done)
+        return {
+            "frames": np.array([self.start, self.done]),
+            **{f"per_frame_{key}": values[frames] for key, values in self.frames.items()},
+            **{key: getattr(self, key) for key in self.STATE_SUMS},
+            "valid_everywhere": self.valid_everywhere,
+            **{f"third_{key}": value for key, value in self.third_sums.items()},
+        }
+
+    @classmethod
+    def merged(cls, reference: np.ndarray, normalization: Normalization, n_frames: int,
+               states: list[dict], *, flow_parameters: FlowParameters | None = None
+               ) -> RecordingQC:
+        """The QC of a whole recording from the :meth:`state` of its consecutive segments."""
+        qc = cls(reference, normalization, n_frames, flow_parameters=flow_parameters)
+        for state in states:
+            t0, t1 = (int(t) for t in state["frames"])
+            if t0 != qc.done:
+                raise ValueError(f"QC segments leave a gap: frames {qc.done}..{t0 - 1}")
+            for key in PER_FRAME_KEYS:
+                qc.frames[key][t0:t1] = state[f"per_frame_{key}"]
+            for key in cls.STATE_SUMS:
+                getattr(qc, key)[...] += state[key]
+            qc.valid_everywhere &= np.asarray(state["valid_everywhere"], dtype=bool)
+            for key in qc.third_sums:
+                qc.third_sums[key] += state[f"third_{key}"]
+            qc.done = t1
+        return qc
 
     def metrics(self) -> dict:
         """Everything ``qc.json`` holds except the figure names (all chunks must be in)."""

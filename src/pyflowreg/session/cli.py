@@ -1,4 +1,5 @@
-"""Command line: ``pyflowreg-session CONFIG [--stage 1|2|3] [--array-job] [--no-resume]``."""
+"""Command line: ``pyflowreg-session CONFIG [--stage 1|2|3] [--array-job] [--array-tasks]
+[--no-resume]``."""
 
 from __future__ import annotations
 
@@ -41,8 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--array-job", action="store_true",
-        help="stage 1 for the one recording of this array task (SLURM_ARRAY_TASK_ID, "
-        "SGE_TASK_ID or PBS_ARRAY_INDEX, 1-based)",
+        help="stage 1 for the one recording (with segment_frames: the one segment) of this "
+        "array task (SLURM_ARRAY_TASK_ID, SGE_TASK_ID or PBS_ARRAY_INDEX, 1-based)",
+    )
+    parser.add_argument(
+        "--array-tasks", action="store_true",
+        help="print the number of stage 1 array tasks (recordings, or their segments with "
+        "segment_frames) and exit, e.g. for sbatch --array=1-N",
     )
     parser.add_argument(
         "--no-resume", action="store_true", help="recompute even if complete outputs exist"
@@ -51,13 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    from pyflowreg.session.stage1_compensate import run_stage1, run_stage1_array
+    from pyflowreg.session.stage1_compensate import run_stage1, run_stage1_array, stage1_tasks
     from pyflowreg.session.stage2_between_avgs import run_stage2
     from pyflowreg.session.stage3_valid_mask import run_stage3
 
     config = SessionConfig.from_file(args.config)
     if args.no_resume:
         config.resume = False
+    if args.array_tasks:
+        print(len(stage1_tasks(config)))
+        return
     if args.array_job:
         if args.stage not in (None, 1):
             raise ValueError("--array-job runs stage 1 only; drop --stage or use --stage 1")

@@ -23,6 +23,7 @@ import yaml
 
 from pyflowreg.io import READER_SUFFIXES, is_temporary_path
 from pyflowreg.motion_correction.options import OFOptions
+from pyflowreg.motion_correction.segments import check_segment_frames
 from pyflowreg.session.backend import check_backend_params, stage1_workers
 
 SCHEMA_FILE = "session_config.schema.json"
@@ -118,6 +119,10 @@ class SessionConfig:
         Overrides of the Stage 1 :class:`~pyflowreg.motion_correction.OFOptions`.
     n_workers : int, optional
         numba threads per recording (default: all available CPUs).
+    segment_frames : int, optional
+        Split each recording's Stage 1 into segments of this many frames (a multiple of
+        ``flow_options["chunk_frames"]``), each a job of its own; see
+        :mod:`pyflowreg.motion_correction.segments`. Default: one job per recording.
     align_chunk_size : int, default 256
         Frames warped at a time for the aligned videos.
     align_output_format : {"TIFF", "HDF5"}, default "TIFF"
@@ -146,6 +151,7 @@ class SessionConfig:
     quality_setting: str = "quality"
     flow_options: dict[str, Any] = field(default_factory=dict)
     n_workers: int | None = None
+    segment_frames: int | None = None
     align_chunk_size: int = 256
     align_output_format: str = "TIFF"
     exclude_misaligned: bool = False
@@ -176,6 +182,11 @@ class SessionConfig:
                 f"{source}: key 'flow_options': output_format must be HDF5 in a session "
                 "(Stages 2 and 3 read compensated.hdf5)"
             )
+        if self.segment_frames is not None:
+            try:
+                check_segment_frames(self.segment_frames, options)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: key 'segment_frames': {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (paths as strings) that ``SessionConfig(**d)`` accepts again."""

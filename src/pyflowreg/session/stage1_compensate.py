@@ -12,8 +12,16 @@ import sys
 from pathlib import Path
 
 from pyflowreg.io import atomic_save_npy, atomic_save_npz, check_not_constant, open_movie
-from pyflowreg.motion_correction.compensate import compensate_recording
+from pyflowreg.motion_correction.compensate import compensate_recording, is_complete
 from pyflowreg.motion_correction.reference import reference_frame_indices
+from pyflowreg.motion_correction.segments import (
+    SegmentsIncomplete,
+    compensate_recording_in_segments,
+    compensate_segment,
+    join_segments,
+    prepare_segments,
+    segment_bounds,
+)
 from pyflowreg.session.config import ConfigError, SessionConfig, get_array_task_id
 
 __all__ = [
@@ -25,6 +33,7 @@ __all__ = [
     "get_array_task_id",
     "run_stage1",
     "run_stage1_array",
+    "stage1_tasks",
 ]
 
 
@@ -93,7 +102,17 @@ def check_recordings(
 
 
 def compensate_session_recording(config: SessionConfig, recording: Path, *, log=None) -> Path:
-    """Stage 1 for one recording of the session; returns its output folder."""
+    """Stage 1 for one recording of the session; returns its output folder.
+
+    With ``config.segment_frames`` the recording runs as its segments, one after the other
+    (the same outputs; the workflow and array jobs run the segments as separate jobs).
+    """
+    if config.segment_frames:
+        return compensate_recording_in_segments(
+            config.stage1_options(), input_file=recording,
+            output_path=config.output_folder(recording), segment_frames=config.segment_frames,
+            resume=config.resume, log=log,
+        )
     return compensate_recording(
         config.stage1_options(),
         input_file=recording,
@@ -101,6 +120,45 @@ def compensate_session_recording(config: SessionConfig, recording: Path, *, log=
         resume=config.resume,
         log=log,
     )
+
+
+def stage1_tasks(config: SessionConfig, files: list[Path] | None = None
+                 ) -> list[tuple[Path, int | None]]:
+    """The Stage 1 array tasks in order: (recording, segment), segment None when unsplit.
+
+    Without ``segment_frames`` there is one task per recording; with it, one per segment of
+    each recording (frame counts are read from the headers).
+    """
+    files = config.discover_input_files() if files is None else files
+    if not config.segment_frames:
+        return [(path, None) for path in files]
+    tasks = []
+    for path in files:
+        with open_movie(path) as reader:
+            n_frames = reader.n_frames
+        tasks.extend((path, k) for k in range(len(segment_bounds(n_frames,
+                                                                 config.segment_frames))))
+    return tasks
+
+
+def _run_segment_task(config: SessionConfig, recording: Path, segment: int, log) -> Path:
+    """One segment of an array job: prepare if no task did yet, correct, join if last."""
+    options, folder = config.stage1_options(), config.output_folder(recording)
+    if config.resume and is_complete(folder, recording, options):
+        log(f"{recording.name}: complete result found in {folder}, skipping")
+        return folder
+    # Every task of a recording may find the preparation missing and build it: it is
+    # deterministic and written atomically, so concurrent builds agree and no task waits on
+    # a lock that a killed task would leave behind.
+    prepare_segments(options, input_file=recording, output_path=folder,
+                     segment_frames=config.segment_frames, resume=True, log=log)
+    compensate_segment(options, input_file=recording, output_path=folder, segment=segment,
+                       resume=config.resume, log=log)
+    try:
+        join_segments(options, input_file=recording, output_path=folder, log=log)
+    except SegmentsIncomplete as exc:
+        log(f"{recording.name}: segment {segment} done; the join waits for the others ({exc})")
+    return folder
 
 
 def run_stage1(config: SessionConfig, *, log=_stderr) -> list[Path]:
@@ -125,6 +183,10 @@ def run_stage1_array(
 ) -> Path:
     """Stage 1 for the one recording of this array task (1-based task id).
 
+    With ``config.segment_frames`` a task is one segment of one recording (see
+    :func:`stage1_tasks`): the task prepares the recording if no other did yet, corrects its
+    segment and, when it finds every segment of the recording complete, joins them.
+
     ``task_id`` defaults to :func:`~pyflowreg.session.config.get_array_task_id`
     (``SLURM_ARRAY_TASK_ID``, ``SGE_TASK_ID``, ``PBS_ARRAY_INDEX``/``PBS_ARRAYID``).
 
@@ -142,11 +204,16 @@ def run_stage1_array(
                 "PBS_ARRAYID is set"
             )
     files = config.discover_input_files()
-    if not 1 <= task_id <= len(files):
-        raise ConfigError(
-            f"array task id {task_id} is outside 1..{len(files)} (the session has {len(files)} "
-            "recordings)"
-        )
     check_recordings(files, skip_unreadable=True)
     config.resolve_center(files)
-    return compensate_session_recording(config, files[task_id - 1], log=log)
+    tasks = stage1_tasks(config, files)
+    if not 1 <= task_id <= len(tasks):
+        what = "segments" if config.segment_frames else "recordings"
+        raise ConfigError(
+            f"array task id {task_id} is outside 1..{len(tasks)} (the session has "
+            f"{len(tasks)} {what})"
+        )
+    recording, segment = tasks[task_id - 1]
+    if segment is None:
+        return compensate_session_recording(config, recording, log=log)
+    return _run_segment_task(config, recording, segment, log)

@@ -1,0 +1,16 @@
+"""Stage 1 of a split recording, step 3: the outputs of rule compensate from the segments."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from pathlib import Path
+
+from pyflowreg.motion_correction.segments import join_segments
+
+join_segments(
+    dict(snakemake.params.options, n_workers=snakemake.threads),
+    input_file=snakemake.input.movie,
+    output_path=Path(snakemake.output.h5).parent,
+    log=lambda message: print(message, file=sys.stderr, flush=True),
+)
