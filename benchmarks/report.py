@@ -36,6 +36,9 @@ COMMANDS = {
               "--json benchmarks/results/stage1.json",
     "stage1_qc": "python benchmarks/stage1.py --qc-compare --sizes 256 --frames 500 "
                  "--presets balanced --repeats 2 --json benchmarks/results/stage1_qc.json",
+    "stage1_workers": "python benchmarks/stage1.py --workers-compare --sizes 256 512 "
+                      "--frames 500 --presets balanced --repeats 2 "
+                      "--json benchmarks/results/stage1_workers.json",
     "optical_flow": "python benchmarks/optical_flow.py --sizes 256 512 --repeats 5 "
                     "--json benchmarks/results/optical_flow.json",
     "accuracy": "python benchmarks/accuracy.py --json benchmarks/results/accuracy.json",
@@ -54,6 +57,7 @@ COMMANDS = {
                     "--json benchmarks/results/resume_check.json",
     "fault_injection": "python benchmarks/fault_injection.py "
                        "--json benchmarks/results/fault_injection.json",
+    "segments": "python benchmarks/segments.py --json benchmarks/results/segments.json",
 }
 
 
@@ -182,6 +186,24 @@ def qc_cost_lines(doc: dict) -> list[str]:
           num(s["cpu_ratio_on_off"], 3)] for s in doc["results"]["summaries"]])]
 
 
+WORKERS_INTRO = (
+    "`benchmarks/stage1.py --workers-compare` corrects each recording with 1 and with 2 "
+    "workers (frames in parallel, numba single-threaded in each), in alternating order. A "
+    "speed-up below 2 is what the two workers share: the memory bus, and the reading, "
+    "writing and QC that run on one thread."
+)
+
+
+def workers_lines(doc: dict) -> list[str]:
+    return [run_header(doc), "", table(
+        ["recording", "preset", "frames/s, 1 / 2 workers", "speed-up",
+         "CPU-s/frame, 1 / 2 workers"],
+        [[f"{s['size']}² x {s['frames']}", s["preset"],
+          f"{num(s['fps_1'], 2)} / {num(s['fps_2'], 2)}", f"{s['speedup']:.2f}x",
+          f"{num(s['cpu_s_per_frame_1'], 4)} / {num(s['cpu_s_per_frame_2'], 4)}"]
+         for s in doc["results"]["summaries"]])]
+
+
 def section_stage1(docs: dict, reference: list[dict]) -> str:
     measured = docs["stage1"]["results"]["runs"] if "stage1" in docs else []
     entries = [e for e in reference if e["benchmark"] == "stage1"]
@@ -203,8 +225,10 @@ def section_stage1(docs: dict, reference: list[dict]) -> str:
                      "frames/s measured here", "ratio"], rows)]
     qc_cost = section("Cost of quality control", QC_COST_INTRO, docs, "stage1_qc",
                       qc_cost_lines, level=3)
+    workers = section("Workers", WORKERS_INTRO, docs, "stage1_workers", workers_lines,
+                      level=3)
     return "\n\n".join([section("Stage 1 speed and memory", STAGE1_INTRO, docs, "stage1",
-                                 stage1_lines), "\n".join(quoted), qc_cost])
+                                 stage1_lines), "\n".join(quoted), qc_cost, workers])
 
 
 def optical_flow_lines(doc: dict) -> list[str]:
@@ -496,6 +520,53 @@ def faults_lines(doc: dict) -> list[str]:
     return out
 
 
+SEGMENTS_INTRO = (
+    "`benchmarks/segments.py` corrects one long recording (synthetic uint16, rigid motion up "
+    "to 6 px and 1.5 px non-rigid, photon noise) once unsplit and once with `segment_frames`, "
+    "every job in a fresh process with 2 threads, one after the other. A job's CPU time "
+    "includes its interpreter start and imports; the wall times on N nodes follow from the "
+    "per-job figures (preparation, the segments spread over the nodes, the join)."
+)
+
+
+def segments_lines(doc: dict) -> list[str]:
+    r = doc["results"]
+    jobs = [job for round_ in r["rounds"] for job in round_["split_jobs"]]
+    segment_jobs = [job for job in jobs if job["step"].startswith("segment")]
+    unsplit = [round_["unsplit"] for round_ in r["rounds"]]
+    diff = r["largest_difference"]
+
+    def step_cpu(step: str) -> float:
+        return min(job["cpu"] for job in jobs if job["step"] == step)
+
+    rows = [
+        ["recording", f"{r['size']}² x {r['frames']} frames, {r['preset']}; "
+                      f"{r['segments']} segments of {r['segment_frames']} frames"],
+        ["CPU, unsplit", f"{num(r['unsplit_cpu_s'], 0)} s "
+                         f"({num(r['unsplit_cpu_s'] / r['frames'], 4)} per frame)"],
+        ["CPU, split (all jobs)", f"{num(r['split_cpu_s'], 0)} s"],
+        [f"overhead of splitting, mean of {len(r['rounds'])} round(s)",
+         f"{100 * r['cpu_overhead']:+.1f} % (rounds: "
+         + ", ".join(f"{100 * x['cpu_overhead']:+.1f} %" for x in r["rounds"]) + ")"],
+        ["CPU per job, split", f"preparation {num(step_cpu('prepare'), 1)} s, segments "
+                               f"{num(min(j['cpu'] for j in segment_jobs), 1)}-"
+                               f"{num(max(j['cpu'] for j in segment_jobs), 1)} s, join "
+                               f"{num(step_cpu('join'), 1)} s"],
+        ["peak RSS per job", f"unsplit {num(max(u['peak_rss_mb'] for u in unsplit), 0)} MB; "
+                             f"split {num(min(j['peak_rss_mb'] for j in jobs), 0)}-"
+                             f"{num(max(j['peak_rss_mb'] for j in jobs), 0)} MB"],
+        ["largest difference, flows", f"{diff['flow_px']:.3g} px"],
+        ["largest difference, frames", f"{diff['frame_fraction_of_range']:.3g} of the data "
+                                       "range; valid masks "
+                                       + ("equal" if diff["valid_masks_equal"] else "differ")],
+        ["wall time, unsplit (last round)", f"{num(r['unsplit_wall_s'], 0)} s"],
+        *[[f"wall time implied on {n} node(s)",
+           f"{num(wall, 0)} s ({r['unsplit_wall_s'] / wall:.1f}x faster)"]
+          for n, wall in r["implied_wall_s"].items()],
+    ]
+    return [run_header(doc), "", table(["figure", "value"], rows)]
+
+
 # --------------------------------------------------------------------------- headline
 def _find(rows: list[dict], **fields) -> dict | None:
     return next((r for r in rows if all(r.get(k) == v for k, v in fields.items())), None)
@@ -613,6 +684,9 @@ def render_page(results: Path = RESULTS, reference_path: Path = REFERENCE_FIGURE
         section("Resume check", RESUME_INTRO, docs, "resume_check", resume_lines),
         "",
         section("Fault injection", FAULTS_INTRO, docs, "fault_injection", faults_lines),
+        "",
+        section("One recording split into segments", SEGMENTS_INTRO, docs, "segments",
+                segments_lines),
     ]
     known = set(COMMANDS)
     extra = sorted(set(docs) - known)

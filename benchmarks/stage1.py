@@ -7,6 +7,8 @@ Usage:
     python benchmarks/stage1.py --extra 512x500:fast --json out.json   # one more run, as JSON
     python benchmarks/stage1.py --qc-compare --sizes 256 --frames 500 --presets balanced
         # quality control on vs off, interleaved (--repeats rounds), frames/s and their ratio
+    python benchmarks/stage1.py --workers-compare --sizes 256 512 --frames 500 --presets balanced
+        # 1 and 2 workers, interleaved: frames/s, CPU-s/frame and the speed-up
 
 Each run is a fresh subprocess calling ``compensate_recording`` on a synthetic uint16 TIFF
 (rigid motion up to 6 px + 1.5 px non-rigid, photon noise) with ``n_workers=2``; the time covers
@@ -42,9 +44,10 @@ CHILD = r"""
 import json, resource, sys, time
 from pyflowreg.motion_correction import compensate_recording
 src, dst, preset, qc = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "on"
+workers = int(sys.argv[5])
 wall0, cpu0 = time.perf_counter(), time.process_time()
-compensate_recording({"quality_setting": preset, "n_workers": 2, "qc": qc}, input_file=src,
-                     output_path=dst, resume=False)
+compensate_recording({"quality_setting": preset, "n_workers": workers, "qc": qc},
+                     input_file=src, output_path=dst, resume=False)
 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
 status = json.load(open(dst + "/status.json"))
 print(json.dumps({"wall": wall, "cpu": cpu, "n_frames": status["n_frames"],
@@ -66,10 +69,10 @@ def synthetic_input(size: int, n_frames: int) -> Path:
     return path
 
 
-def run_child(src: Path, preset: str, qc: bool = True) -> dict:
+def run_child(src: Path, preset: str, qc: bool = True, workers: int = 2) -> dict:
     with tempfile.TemporaryDirectory(dir=OUT) as dst:
         out = subprocess.run([sys.executable, "-c", CHILD, str(src), dst, preset,
-                              "on" if qc else "off"],
+                              "on" if qc else "off", str(workers)],
                              check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -84,8 +87,12 @@ def main() -> None:
     parser.add_argument("--qc-compare", action="store_true",
                         help="run every set-up with quality control on and off, interleaved, "
                         "and print frames/s of both and their ratio")
+    parser.add_argument("--workers-compare", action="store_true",
+                        help="run every set-up with 1 and 2 workers, interleaved, and print "
+                        "frames/s and CPU-s/frame of both")
     parser.add_argument("--repeats", type=int, default=2,
-                        help="rounds of on/off runs with --qc-compare")
+                        help="rounds of on/off runs with --qc-compare, of 1/2-worker runs with "
+                        "--workers-compare")
     parser.add_argument("--extra", nargs="+", default=[], metavar="SIZExFRAMES:PRESET",
                         type=_extra_run, help="further runs after the grid, e.g. 512x500:fast")
     parser.add_argument("--json", type=Path, metavar="PATH",
@@ -97,6 +104,10 @@ def main() -> None:
     run_child(synthetic_input(64, 20), "fast")
     if args.qc_compare:
         results_io.write(args.json, "stage1_qc", meta, compare_qc(args), params=vars(args))
+        return
+    if args.workers_compare:
+        results_io.write(args.json, "stage1_workers", meta, compare_workers(args),
+                         params=vars(args))
         return
     header = (f"{'size':>5} {'frames':>6} {'preset':>9} {'fps':>7} {'CPU-s/frame':>11} "
               f"{'ref s':>7} {'ref %':>5} {'alpha s':>7} {'alpha':>5} {'peak RSS MB':>11} "
@@ -173,6 +184,37 @@ def compare_qc(args) -> dict:
                               "fps_qc_on": on, "fps_qc_off": off, "fps_ratio_on_off": on / off,
                               "cpu_s_per_frame_qc_on": cpu_on, "cpu_s_per_frame_qc_off": cpu_off,
                               "cpu_ratio_on_off": cpu_on / cpu_off})
+    return {"runs": runs, "summaries": summaries}
+
+
+def compare_workers(args) -> dict:
+    """1 and 2 workers in alternating order (1, 2, 2, 1, ...): throughput and its scaling."""
+    print(f"{'size':>5} {'frames':>6} {'preset':>9} {'round':>5} {'workers':>7} {'fps':>7} "
+          f"{'CPU-s/frame':>11}")
+    runs, summaries = [], []
+    for size in args.sizes:
+        for preset in args.presets:
+            src = synthetic_input(size, args.frames)
+            fps, cpu = {1: [], 2: []}, {1: [], 2: []}
+            for round_ in range(args.repeats):
+                for workers in (1, 2) if round_ % 2 == 0 else (2, 1):
+                    r = run_child(src, preset, workers=workers)
+                    fps[workers].append(r["n_frames"] / r["wall"])
+                    cpu[workers].append(r["cpu"] / r["n_frames"])
+                    runs.append({"size": size, "frames": args.frames, "preset": preset,
+                                 "round": round_ + 1, "workers": workers,
+                                 "fps": fps[workers][-1], "cpu_s_per_frame": cpu[workers][-1]})
+                    print(f"{size:>5} {args.frames:>6} {preset:>9} {round_ + 1:>5} "
+                          f"{workers:>7} {fps[workers][-1]:7.2f} {cpu[workers][-1]:11.4f}",
+                          flush=True)
+            mean = {w: (sum(fps[w]) / len(fps[w]), sum(cpu[w]) / len(cpu[w])) for w in (1, 2)}
+            speedup = mean[2][0] / mean[1][0]
+            print(f"  {size}^2 x {args.frames} {preset}: 1 worker {mean[1][0]:.2f} frames/s, "
+                  f"2 workers {mean[2][0]:.2f} frames/s: x{speedup:.2f}; CPU-s/frame "
+                  f"{mean[1][1]:.4f} / {mean[2][1]:.4f}", flush=True)
+            summaries.append({"size": size, "frames": args.frames, "preset": preset,
+                              "fps_1": mean[1][0], "fps_2": mean[2][0], "speedup": speedup,
+                              "cpu_s_per_frame_1": mean[1][1], "cpu_s_per_frame_2": mean[2][1]})
     return {"runs": runs, "summaries": summaries}
 
 

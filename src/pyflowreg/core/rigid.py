@@ -7,7 +7,6 @@ field that is already close.
 from __future__ import annotations
 
 import numpy as np
-from skimage.registration import phase_cross_correlation
 
 
 def tukey(n: int, taper: float) -> np.ndarray:
@@ -71,6 +70,10 @@ def estimate_rigid_shift(
     # Plain cross-correlation: phase normalisation whitens the spectrum, which on smooth,
     # low-texture averages amplifies noise and lands on wrong peaks.
     # skimage returns the shift that moves `moving` onto `fixed`: moving(y - s) ~ fixed(y).
+    # Imported here: scikit-image and the scipy.fft it pulls in cost a quarter of a second in
+    # every job, and only the noise fit and Stage 2 align rigidly.
+    from skimage.registration import phase_cross_correlation
+
     shift, _, _ = phase_cross_correlation(
         fixed, moving, upsample_factor=int(upsample_factor), normalization=None
     )

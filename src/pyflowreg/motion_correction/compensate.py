@@ -86,7 +86,7 @@ def is_complete(folder: Path, input_file: Path, options: OFOptions) -> bool:
         status = json.loads((folder / STATUS_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    if not status.get("complete") or status.get("options") != _comparable_options(options):
+    if not status.get("complete") or status.get("options") != comparable_options(options):
         return False
     n_frames = status.get("n_frames")
     outputs = [compensated_path(folder, options.output_format)]
@@ -116,16 +116,26 @@ def _refresh_input_stat(folder: Path, input_file: Path) -> None:
             Path(tmp).write_text(json.dumps(status, indent=2))
 
 
-def _comparable_options(options: OFOptions) -> dict:
-    # Options that do not change the result are left out, so changing them does not force a
-    # recomputation.
+def comparable_options(options: OFOptions) -> dict:
+    """The options a result depends on, as stored in ``status.json``.
+
+    Options that do not change the result are left out, so changing them does not force a
+    recomputation.
+    """
     values = options.to_dict()
     for key in ("n_workers", "verbose"):
         values.pop(key, None)
     return values
 
 
-def _validate_input(input_file: Path, options: OFOptions):
+def validate_input(input_file: Path, options: OFOptions, *, scan_values: bool = True):
+    """Open ``input_file`` and check it can be corrected with ``options``; return the reader.
+
+    Raises ValueError naming the file (too few frames, NaN or inf, blank reference frames,
+    options that do not fit its channels) before anything is written. ``scan_values=False``
+    leaves out the scan of float input for NaN and inf, which reads every frame: a segment job
+    relies on its recording's preparation, which scanned the same, unchanged file.
+    """
     reader = open_movie(input_file)
     if reader.n_frames < MIN_FRAMES:
         reader.close()
@@ -137,7 +147,7 @@ def _validate_input(input_file: Path, options: OFOptions):
         options.channel_sigma(reader.n_channels)
         channel_weights(options.weight, reader.n_channels)
         reference_indices = reference_frame_indices(reader.n_frames, options.reference_frames)
-        if reader.dtype.kind == "f":
+        if reader.dtype.kind == "f" and scan_values:
             # Scan float input for NaN/inf before anything is written.
             for t0 in range(0, reader.n_frames, options.chunk_frames):
                 t1 = min(reader.n_frames, t0 + options.chunk_frames)
@@ -197,7 +207,7 @@ def compensate_recording(
             print(msg, file=sys.stderr)
     log = log or (lambda msg: None)
 
-    reader = _validate_input(input_file, options)
+    reader = validate_input(input_file, options)
     try:
         if resume and is_complete(folder, input_file, options):
             log(f"{input_file.name}: complete result found in {folder}, skipping")
@@ -578,7 +588,7 @@ def write_results(folder: Path, input_file: Path, options: OFOptions, prepared: 
         "frame_shape": list(reference.image.shape[:2]),
         "n_channels": n_ch,
         "input": fingerprint if fingerprint is not None else input_fingerprint(input_file),
-        "options": _comparable_options(options),
+        "options": comparable_options(options),
         "reference": {
             "frame_indices": [int(reference.frame_indices[0]), int(reference.frame_indices[-1])],
             "n_frames": int(reference.frame_indices.size),

@@ -33,7 +33,6 @@ from pyflowreg import __version__
 from pyflowreg.core.threads import available_cpus
 from pyflowreg.io import (
     atomic_output,
-    cleanup_stale_temporaries,
     completed_frame_count,
     is_temporary_path,
     write_virtual_movie,
@@ -46,13 +45,13 @@ from pyflowreg.motion_correction.compensate import (
     STATUS_FILE,
     W_FILE,
     FramesResult,
-    _comparable_options,
-    _validate_input,
+    comparable_options,
     compensated_path,
     correct_frames,
     is_complete,
     open_writers,
     prepare_correction,
+    validate_input,
     write_results,
 )
 from pyflowreg.motion_correction.options import OFOptions
@@ -139,7 +138,7 @@ def _load_prepared(folder: Path) -> dict | None:
 
 def _prepared_matches(state: dict | None, input_file: Path, options: OFOptions,
                       segment_frames: int | None = None) -> bool:
-    if state is None or state.get("options") != _comparable_options(options):
+    if state is None or state.get("options") != comparable_options(options):
         return False
     if segment_frames is not None and state.get("segment_frames") != segment_frames:
         return False
@@ -156,7 +155,7 @@ def prepare_segments(options: OFOptions | dict | None = None, *, input_file, out
     options = _options(options)
     check_segment_frames(segment_frames, options)
     input_file, folder, log = Path(input_file), Path(output_path), _logger(log)
-    reader = _validate_input(input_file, options)
+    reader = validate_input(input_file, options)
     target = segments_folder(folder) / PREPARED_FILE
     try:
         if resume and _prepared_matches(_load_prepared(folder), input_file, options,
@@ -171,7 +170,7 @@ def prepare_segments(options: OFOptions | dict | None = None, *, input_file, out
         state = {
             "version": __version__,
             "id": uuid.uuid4().hex,  # segments name the preparation they were corrected with
-            "options": _comparable_options(options),
+            "options": comparable_options(options),
             "segment_frames": segment_frames,
             "n_frames": reader.n_frames,
             "segments": segment_bounds(reader.n_frames, segment_frames),
@@ -191,7 +190,7 @@ def _require_prepared(folder: Path, input_file: Path, options: OFOptions) -> dic
     if state is None:
         raise ValueError(f"{segments_folder(folder) / PREPARED_FILE}: missing or unreadable; "
                          "prepare the recording's segments first")
-    if state["options"] != _comparable_options(options):
+    if state["options"] != comparable_options(options):
         raise ValueError(f"{segments_folder(folder) / PREPARED_FILE}: was prepared with other "
                          "options; prepare the segments again")
     if not fingerprint_matches(state["input"], input_file):
@@ -226,7 +225,7 @@ def compensate_segment(options: OFOptions | dict | None = None, *, input_file, o
     """
     options = _options(options)
     input_file, folder, log = Path(input_file), Path(output_path), _logger(log)
-    reader = _validate_input(input_file, options)
+    reader = validate_input(input_file, options, scan_values=False)
     try:
         state = _require_prepared(folder, input_file, options)
         if not 0 <= segment < len(state["segments"]):
@@ -272,7 +271,7 @@ def join_segments(options: OFOptions | dict | None = None, *, input_file, output
     options = _options(options)
     input_file, folder, log = Path(input_file), Path(output_path), _logger(log)
     t_start = time.perf_counter()
-    reader = _validate_input(input_file, options)
+    reader = validate_input(input_file, options, scan_values=False)
     try:
         state = _require_prepared(folder, input_file, options)
         n_frames, bounds = reader.n_frames, state["segments"]
@@ -283,7 +282,9 @@ def join_segments(options: OFOptions | dict | None = None, *, input_file, output
         raise SegmentsIncomplete(f"{input_file}: segment(s) {missing} of {len(bounds)} are "
                                  "not complete; run them before the join")
     seg_dir = segments_folder(folder)
-    cleanup_stale_temporaries(folder)
+    # No clean-up of temporaries here: two array tasks may join the same recording at once
+    # (on different hosts, where process ids say nothing), and what a killed join leaves is
+    # small; the next unsplit run of the folder removes it.
     (folder / STATUS_FILE).unlink(missing_ok=True)
     (folder / QC_FILE).unlink(missing_ok=True)
     movies = {"compensated": compensated_path(folder, "HDF5")}
