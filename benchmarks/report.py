@@ -36,9 +36,6 @@ COMMANDS = {
               "--json benchmarks/results/stage1.json",
     "stage1_qc": "python benchmarks/stage1.py --qc-compare --sizes 256 --frames 500 "
                  "--presets balanced --repeats 2 --json benchmarks/results/stage1_qc.json",
-    "stage1_workers": "python benchmarks/stage1.py --workers-compare --sizes 256 512 "
-                      "--frames 500 --presets balanced --repeats 2 "
-                      "--json benchmarks/results/stage1_workers.json",
     "optical_flow": "python benchmarks/optical_flow.py --sizes 256 512 --repeats 5 "
                     "--json benchmarks/results/optical_flow.json",
     "accuracy": "python benchmarks/accuracy.py --json benchmarks/results/accuracy.json",
@@ -186,24 +183,6 @@ def qc_cost_lines(doc: dict) -> list[str]:
           num(s["cpu_ratio_on_off"], 3)] for s in doc["results"]["summaries"]])]
 
 
-WORKERS_INTRO = (
-    "`benchmarks/stage1.py --workers-compare` corrects each recording with 1 and with 2 "
-    "workers (frames in parallel, numba single-threaded in each), in alternating order. A "
-    "speed-up below 2 is what the two workers share: the memory bus, and the reading, "
-    "writing and QC that run on one thread."
-)
-
-
-def workers_lines(doc: dict) -> list[str]:
-    return [run_header(doc), "", table(
-        ["recording", "preset", "frames/s, 1 / 2 workers", "speed-up",
-         "CPU-s/frame, 1 / 2 workers"],
-        [[f"{s['size']}² x {s['frames']}", s["preset"],
-          f"{num(s['fps_1'], 2)} / {num(s['fps_2'], 2)}", f"{s['speedup']:.2f}x",
-          f"{num(s['cpu_s_per_frame_1'], 4)} / {num(s['cpu_s_per_frame_2'], 4)}"]
-         for s in doc["results"]["summaries"]])]
-
-
 def section_stage1(docs: dict, reference: list[dict]) -> str:
     measured = docs["stage1"]["results"]["runs"] if "stage1" in docs else []
     entries = [e for e in reference if e["benchmark"] == "stage1"]
@@ -225,10 +204,8 @@ def section_stage1(docs: dict, reference: list[dict]) -> str:
                      "frames/s measured here", "ratio"], rows)]
     qc_cost = section("Cost of quality control", QC_COST_INTRO, docs, "stage1_qc",
                       qc_cost_lines, level=3)
-    workers = section("Workers", WORKERS_INTRO, docs, "stage1_workers", workers_lines,
-                      level=3)
     return "\n\n".join([section("Stage 1 speed and memory", STAGE1_INTRO, docs, "stage1",
-                                 stage1_lines), "\n".join(quoted), qc_cost, workers])
+                                 stage1_lines), "\n".join(quoted), qc_cost])
 
 
 def optical_flow_lines(doc: dict) -> list[str]:
