@@ -154,67 +154,66 @@ def _extra_run(text: str) -> tuple[int, int, str]:
     return size, frames, preset
 
 
-def compare_qc(args) -> dict:
-    """QC on/off in alternating order (on, off, off, on, ...) so drifts in machine load cancel."""
-    print(f"{'size':>5} {'frames':>6} {'preset':>9} {'round':>5} {'QC':>4} {'fps':>7} "
+def alternate(args, name: str, values: tuple, run, label) -> tuple[list, list]:
+    """Run every set-up with each of two ``values`` in alternating order (a, b, b, a, ...) so
+    drifts in machine load cancel; returns the runs and, per set-up, the mean frames/s and
+    CPU-s/frame of each value. ``run(src, preset, value)`` runs one child, ``label(value)``
+    prints the value."""
+    print(f"{'size':>5} {'frames':>6} {'preset':>9} {'round':>5} {name:>7} {'fps':>7} "
           f"{'CPU-s/frame':>11}")
-    runs, summaries = [], []
+    runs, means = [], []
     for size in args.sizes:
         for preset in args.presets:
             src = synthetic_input(size, args.frames)
-            fps, cpu = {True: [], False: []}, {True: [], False: []}
+            fps, cpu = {v: [] for v in values}, {v: [] for v in values}
             for round_ in range(args.repeats):
-                order = (True, False) if round_ % 2 == 0 else (False, True)
-                for qc in order:
-                    r = run_child(src, preset, qc)
-                    fps[qc].append(r["n_frames"] / r["wall"])
-                    cpu[qc].append(r["cpu"] / r["n_frames"])
+                for value in values if round_ % 2 == 0 else values[::-1]:
+                    r = run(src, preset, value)
+                    fps[value].append(r["n_frames"] / r["wall"])
+                    cpu[value].append(r["cpu"] / r["n_frames"])
                     runs.append({"size": size, "frames": args.frames, "preset": preset,
-                                 "round": round_ + 1, "qc": qc, "fps": fps[qc][-1],
-                                 "cpu_s_per_frame": cpu[qc][-1]})
+                                 "round": round_ + 1, name: value, "fps": fps[value][-1],
+                                 "cpu_s_per_frame": cpu[value][-1]})
                     print(f"{size:>5} {args.frames:>6} {preset:>9} {round_ + 1:>5} "
-                          f"{'on' if qc else 'off':>4} {fps[qc][-1]:7.2f} {cpu[qc][-1]:11.4f}",
+                          f"{label(value):>7} {fps[value][-1]:7.2f} {cpu[value][-1]:11.4f}",
                           flush=True)
-            on, off = sum(fps[True]) / len(fps[True]), sum(fps[False]) / len(fps[False])
-            cpu_on, cpu_off = sum(cpu[True]) / len(cpu[True]), sum(cpu[False]) / len(cpu[False])
-            print(f"  {size}^2 x {args.frames} {preset}: QC on {on:.2f} frames/s, off "
-                  f"{off:.2f} frames/s, on/off = {on / off:.3f} ({(1 - on / off) * 100:+.1f} % "
-                  f"slower with QC); CPU-s/frame on/off = {cpu_on / cpu_off:.3f}", flush=True)
-            summaries.append({"size": size, "frames": args.frames, "preset": preset,
-                              "fps_qc_on": on, "fps_qc_off": off, "fps_ratio_on_off": on / off,
-                              "cpu_s_per_frame_qc_on": cpu_on, "cpu_s_per_frame_qc_off": cpu_off,
-                              "cpu_ratio_on_off": cpu_on / cpu_off})
+            means.append((size, preset, {v: (sum(fps[v]) / len(fps[v]),
+                                             sum(cpu[v]) / len(cpu[v])) for v in values}))
+    return runs, means
+
+
+def compare_qc(args) -> dict:
+    """QC on/off, alternating: frames/s and CPU-s/frame of both and their ratios."""
+    runs, means = alternate(args, "qc", (True, False),
+                            lambda src, preset, qc: run_child(src, preset, qc),
+                            lambda qc: "on" if qc else "off")
+    summaries = []
+    for size, preset, mean in means:
+        (on, cpu_on), (off, cpu_off) = mean[True], mean[False]
+        print(f"  {size}^2 x {args.frames} {preset}: QC on {on:.2f} frames/s, off "
+              f"{off:.2f} frames/s, on/off = {on / off:.3f} ({(1 - on / off) * 100:+.1f} % "
+              f"slower with QC); CPU-s/frame on/off = {cpu_on / cpu_off:.3f}", flush=True)
+        summaries.append({"size": size, "frames": args.frames, "preset": preset,
+                          "fps_qc_on": on, "fps_qc_off": off, "fps_ratio_on_off": on / off,
+                          "cpu_s_per_frame_qc_on": cpu_on, "cpu_s_per_frame_qc_off": cpu_off,
+                          "cpu_ratio_on_off": cpu_on / cpu_off})
     return {"runs": runs, "summaries": summaries}
 
 
 def compare_workers(args) -> dict:
-    """1 and 2 workers in alternating order (1, 2, 2, 1, ...): throughput and its scaling."""
-    print(f"{'size':>5} {'frames':>6} {'preset':>9} {'round':>5} {'workers':>7} {'fps':>7} "
-          f"{'CPU-s/frame':>11}")
-    runs, summaries = [], []
-    for size in args.sizes:
-        for preset in args.presets:
-            src = synthetic_input(size, args.frames)
-            fps, cpu = {1: [], 2: []}, {1: [], 2: []}
-            for round_ in range(args.repeats):
-                for workers in (1, 2) if round_ % 2 == 0 else (2, 1):
-                    r = run_child(src, preset, workers=workers)
-                    fps[workers].append(r["n_frames"] / r["wall"])
-                    cpu[workers].append(r["cpu"] / r["n_frames"])
-                    runs.append({"size": size, "frames": args.frames, "preset": preset,
-                                 "round": round_ + 1, "workers": workers,
-                                 "fps": fps[workers][-1], "cpu_s_per_frame": cpu[workers][-1]})
-                    print(f"{size:>5} {args.frames:>6} {preset:>9} {round_ + 1:>5} "
-                          f"{workers:>7} {fps[workers][-1]:7.2f} {cpu[workers][-1]:11.4f}",
-                          flush=True)
-            mean = {w: (sum(fps[w]) / len(fps[w]), sum(cpu[w]) / len(cpu[w])) for w in (1, 2)}
-            speedup = mean[2][0] / mean[1][0]
-            print(f"  {size}^2 x {args.frames} {preset}: 1 worker {mean[1][0]:.2f} frames/s, "
-                  f"2 workers {mean[2][0]:.2f} frames/s: x{speedup:.2f}; CPU-s/frame "
-                  f"{mean[1][1]:.4f} / {mean[2][1]:.4f}", flush=True)
-            summaries.append({"size": size, "frames": args.frames, "preset": preset,
-                              "fps_1": mean[1][0], "fps_2": mean[2][0], "speedup": speedup,
-                              "cpu_s_per_frame_1": mean[1][1], "cpu_s_per_frame_2": mean[2][1]})
+    """1 and 2 workers, alternating: throughput and its scaling."""
+    runs, means = alternate(args, "workers", (1, 2),
+                            lambda src, preset, workers: run_child(src, preset, workers=workers),
+                            str)
+    summaries = []
+    for size, preset, mean in means:
+        (fps_1, cpu_1), (fps_2, cpu_2) = mean[1], mean[2]
+        print(f"  {size}^2 x {args.frames} {preset}: 1 worker {fps_1:.2f} frames/s, "
+              f"2 workers {fps_2:.2f} frames/s: x{fps_2 / fps_1:.2f}; CPU-s/frame "
+              f"{cpu_1:.4f} / {cpu_2:.4f}", flush=True)
+        summaries.append({"size": size, "frames": args.frames, "preset": preset,
+                          "fps_1": fps_1, "fps_2": fps_2, "speedup": fps_2 / fps_1,
+                          "cpu_s_per_frame_1": cpu_1, "cpu_s_per_frame_2": cpu_2})
     return {"runs": runs, "summaries": summaries}
 
 
