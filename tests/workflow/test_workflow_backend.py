@@ -29,5 +29,6 @@ def test_a_job_uses_the_threads_it_is_given(tmp_path, snakemake, wf, recordings_
     assert json.loads(status.read_text())["numba_threads"] == 2
     workdir = wf.make_workdir(tmp_path / "wd", recordings_source, 1)
     target = wf.stage1_dir(workdir, "rec_00") / "status.json"
-    snakemake.ok(workdir, "--set-threads", "compensate=1", str(target.relative_to(workdir)))
+    # The target first: --set-threads takes every value that follows it.
+    snakemake.ok(workdir, str(target.relative_to(workdir)), "--set-threads", "compensate=1")
     assert json.loads(target.read_text())["numba_threads"] == 1
