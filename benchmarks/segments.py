@@ -38,10 +38,10 @@ import h5py
 import numpy as np
 
 from pyflowreg.io import open_movie, open_movie_writer
-from pyflowreg.synthetic import SyntheticRecording, write_recording
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results_io  # noqa: E402  (run metadata and the result file)
+import stage1  # noqa: E402  (its synthetic recordings)
 
 OUT = Path(__file__).resolve().parent / "out"
 COMPARE_FRAMES = 500  # frames read at a time when comparing the two runs
@@ -80,12 +80,8 @@ def synthetic_input(size: int, n_frames: int, unique: int = UNIQUE_FRAMES) -> Pa
     unique = min(unique, n_frames)
     path = OUT / f"segments_{size}x{size}x{n_frames}_{unique}.tif"
     if not path.is_file():
-        OUT.mkdir(parents=True, exist_ok=True)
-        rec = SyntheticRecording(size, size, unique, rigid_amplitude=6.0,
-                                 nonrigid_amplitude=1.5, seed=size + unique)
+        base = stage1.synthetic_input(size, unique)  # same generator settings as Stage 1's
         print(f"  writing {path.name} ...", flush=True)
-        base = write_recording(rec, OUT / f"segments_{size}x{size}x{unique}.tif",
-                               dtype="uint16")
         with open_movie(base) as reader:
             frames = np.asarray(reader.read(0, unique))
         with open_movie_writer(path, (size, size), 1, np.uint16, n_frames=n_frames) as writer:
@@ -172,7 +168,7 @@ def main() -> None:
 
     src = synthetic_input(args.size, args.frames)
     # Warm the numba cache so that compile time is billed to neither run.
-    warm = synthetic_input(64, 64)
+    warm = stage1.synthetic_input(64, 20)
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         run_job("unsplit", warm, Path(tmp) / "w", {"quality_setting": args.preset})
     print(f"{args.size}^2 x {args.frames} frames, {args.preset}, 2 threads per job; "

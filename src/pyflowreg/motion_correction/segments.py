@@ -20,7 +20,6 @@ is redone alone and a new preparation (other input or options) invalidates every
 from __future__ import annotations
 
 import json
-import math
 import os
 import pickle
 import time
@@ -172,7 +171,6 @@ def prepare_segments(options: OFOptions | dict | None = None, *, input_file, out
             "id": uuid.uuid4().hex,  # segments name the preparation they were corrected with
             "options": comparable_options(options),
             "segment_frames": segment_frames,
-            "n_frames": reader.n_frames,
             "segments": segment_bounds(reader.n_frames, segment_frames),
             "input": input_fingerprint(input_file),
             "prepared": prepared,
@@ -342,8 +340,7 @@ def compensate_recording_in_segments(options: OFOptions | dict | None = None, *,
         return folder
     prepare_segments(options, input_file=input_file, output_path=folder,
                      segment_frames=segment_frames, resume=resume, log=log)
-    n_segments = math.ceil(_load_prepared(folder)["n_frames"] / segment_frames)
-    for k in range(n_segments):
+    for k in range(len(_load_prepared(folder)["segments"])):
         compensate_segment(options, input_file=input_file, output_path=folder, segment=k,
                            resume=resume, log=log)
     return join_segments(options, input_file=input_file, output_path=folder, log=log)
