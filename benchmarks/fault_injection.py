@@ -8,7 +8,7 @@ Three faces, each on a fresh copy of one small synthetic session (``--recordings
 ``--size``² x ``--frames``, ``quality_setting: fast``):
 
 * **workflow** — ``snakemake --cores 2`` is started in its own process group; each trial aims at
-  one rule (``compensate``, ``align_average``, ``recording_mask``, ``aligned_video``,
+  one rule (``compensate``, ``align_recording``, ``aligned_video``,
   ``session_mask`` in turn), waits until a job of it starts, then a random fraction of that
   rule's job time measured in the uninterrupted run, and SIGKILLs the whole group. Recovery is
   the README's command, unchanged: ``snakemake --cores all --rerun-incomplete`` (no
@@ -47,7 +47,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
-TARGET_RULES = ("compensate", "align_average", "recording_mask", "aligned_video", "session_mask")
+TARGET_RULES = ("compensate", "align_recording", "aligned_video", "session_mask")
 ROOT = "data"
 RUN_TIMEOUT = 600
 

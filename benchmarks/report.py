@@ -55,6 +55,11 @@ COMMANDS = {
     "fault_injection": "python benchmarks/fault_injection.py "
                        "--json benchmarks/results/fault_injection.json",
     "segments": "python benchmarks/segments.py --json benchmarks/results/segments.json",
+    "stage1_workers": "python benchmarks/stage1.py --workers-compare --sizes 256 512 "
+                      "--frames 500 --presets balanced --repeats 4 "
+                      "--json benchmarks/results/stage1_workers.json",
+    "job_overhead": "python benchmarks/job_overhead.py --rounds 2 "
+                    "--json benchmarks/results/job_overhead.json",
 }
 
 
@@ -544,6 +549,65 @@ def segments_lines(doc: dict) -> list[str]:
     return [run_header(doc), "", table(["figure", "value"], rows)]
 
 
+WORKERS_INTRO = (
+    "`benchmarks/stage1.py --workers-compare` corrects the same synthetic recording with 1 and "
+    "2 worker threads in one job (fresh processes, alternating rounds), everything included: "
+    "reading, reference, choice of alpha, correction, QC, writing."
+)
+
+
+def workers_lines(doc: dict) -> list[str]:
+    runs = doc["results"]["runs"]
+
+    def round_speedups(s: dict) -> str:
+        fps = {(r["round"], r["workers"]): r["fps"] for r in runs
+               if (r["size"], r["preset"]) == (s["size"], s["preset"])}
+        rounds = sorted({key[0] for key in fps})
+        return ", ".join(f"{fps[(n, 2)] / fps[(n, 1)]:.2f}" for n in rounds
+                         if (n, 1) in fps and (n, 2) in fps)
+
+    rows = [[f"{s['size']}² x {s['frames']}", s["preset"], num(s["fps_1"], 2),
+             num(s["fps_2"], 2), f"{s['speedup']:.2f}x", round_speedups(s),
+             f"{num(s['cpu_s_per_frame_1'], 4)} / {num(s['cpu_s_per_frame_2'], 4)}"]
+            for s in doc["results"]["summaries"]]
+    return [run_header(doc), "",
+            table(["recording", "preset", "frames/s, 1 worker", "frames/s, 2 workers",
+                   "speed-up (means)", "speed-up per round", "CPU-s/frame (1 / 2)"], rows)]
+
+
+JOB_OVERHEAD_INTRO = (
+    "`benchmarks/job_overhead.py` runs one synthetic session of many short recordings through "
+    "`snakemake --cores 2` and through `pyflowreg-session` (the API, all three stages in one "
+    "process), in alternating rounds, from a warm numba cache. CPU is the user + system time "
+    "of each run's whole process tree, Snakemake's own included; per rule, the median of "
+    "Snakemake's `benchmark:` record of one job."
+)
+
+
+def job_overhead_lines(doc: dict) -> list[str]:
+    r, params = doc["results"], doc["meta"]["params"]
+    wf, api = r["workflow"], r["api"]
+    rows = [[name, num(run["wall_s"], 0), num(run["cpu_s"], 0), num(run["cpu_s_per_frame"], 4)]
+            for name, run in (("Snakemake, --cores 2", wf), ("API (pyflowreg-session)", api))]
+    rules = ", ".join(f"{rule} {f['jobs']} x {num(f['median_cpu_s'], 2)} s"
+                      for rule, f in sorted(wf["rules"].items()))
+    lines = [run_header(doc), "",
+             f"Session: {params['recordings']} recordings x {params['frames']} frames, "
+             f"{params['size']}², balanced; {wf['jobs']} workflow jobs.", "",
+             table(["run", "wall s", "CPU-s", "CPU-s/frame"], rows), "",
+             f"CPU of the workflow / the API: **{r['cpu_ratio']:.2f}** (rounds "
+             + ", ".join(f"{x:.2f}" for x in r["cpu_ratio_rounds"])
+             + f"); extra CPU per workflow job: {num(r['extra_cpu_s_per_job'], 2)} s. "
+             f"Per rule (jobs x median CPU-s of one job): {rules}."]
+    startup = r.get("startup_cpu_s")
+    if startup:
+        lines += ["", "What a job's start costs before any work, CPU-s in a fresh process "
+                  "(median of runs; the steps in the order a Stage 1 job takes them): "
+                  + ", ".join(f"{name} {num(cpu, 2)}" for name, cpu in startup.items())
+                  + f"; together {num(sum(startup.values()), 2)}."]
+    return lines
+
+
 # --------------------------------------------------------------------------- headline
 def _find(rows: list[dict], **fields) -> dict | None:
     return next((r for r in rows if all(r.get(k) == v for k, v in fields.items())), None)
@@ -664,6 +728,12 @@ def render_page(results: Path = RESULTS, reference_path: Path = REFERENCE_FIGURE
         "",
         section("One recording split into segments", SEGMENTS_INTRO, docs, "segments",
                 segments_lines),
+        "",
+        section("Stage 1 with 1 and 2 workers", WORKERS_INTRO, docs, "stage1_workers",
+                workers_lines),
+        "",
+        section("Cost of a workflow job", JOB_OVERHEAD_INTRO, docs, "job_overhead",
+                job_overhead_lines),
     ]
     known = set(COMMANDS)
     extra = sorted(set(docs) - known)

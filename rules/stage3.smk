@@ -1,31 +1,11 @@
-# Stage 3: per-recording valid masks and aligned videos, then one job for the session mask.
-
-
-rule recording_mask:
-    input:
-        idx=rules.compensate.output.idx,
-        w=rules.align_average.output.w,
-    output:
-        mask=str(FINAL / "{rec}_valid_idx.png"),
-        aligned=str(FINAL / "{rec}_valid_idx_aligned.png"),
-    log:
-        LOGS / "recording_mask" / "{rec}.log",
-    benchmark:
-        BENCH / "recording_mask" / "{rec}.tsv"
-    conda:
-        "../envs/flowreg.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=20,
-    script:
-        "../scripts/recording_mask.py"
+# Stage 3: aligned videos per recording and one job for the session mask (each recording's
+# valid masks come from align_recording).
 
 
 rule aligned_video:
     input:
         h5=rules.compensate.output.h5,
-        w=rules.align_average.output.w,
+        w=rules.align_recording.output.w,
         center_average=center_average(),
     output:
         video=str(FINAL / f"aligned_{{rec}}{VIDEO_SUFFIX}"),
@@ -47,9 +27,9 @@ rule aligned_video:
 
 rule session_mask:
     input:
-        masks=expand(rules.recording_mask.output.mask, rec=RECORDINGS),
-        aligned=expand(rules.recording_mask.output.aligned, rec=RECORDINGS),
-        w=expand(rules.align_average.output.w, rec=RECORDINGS),
+        masks=expand(rules.align_recording.output.mask, rec=RECORDINGS),
+        aligned=expand(rules.align_recording.output.aligned, rec=RECORDINGS),
+        w=expand(rules.align_recording.output.w, rec=RECORDINGS),
         averages=expand(rules.compensate.output.average, rec=RECORDINGS),
         h5=expand(rules.compensate.output.h5, rec=RECORDINGS),
         # read for the session QC: how each recording chose its smoothness weight

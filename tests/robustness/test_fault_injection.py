@@ -48,7 +48,7 @@ def test_killed_workflow_recovers_with_the_readme_command_and_equals_an_uninterr
     fi, setup, monkeypatch
 ):
     # one trial, aimed at Stage 2 (after Stage 1 of some recordings, before the masks)
-    monkeypatch.setattr(fi, "TARGET_RULES", ("align_average",))
+    monkeypatch.setattr(fi, "TARGET_RULES", ("align_recording",))
     summary = fi.workflow_trials(setup, 1, random.Random(0))
     _check(summary)
     assert summary.kills, summary.report()

@@ -67,7 +67,7 @@ DEMO_CONFIG = dict(
 
 STAGE1_FILES = ("compensated.hdf5", "idx.hdf", "temporal_average.npy", "status.json")
 STAGE2_FILES = ("w_to_reference.npz", "w_to_reference.json")
-PER_RECORDING_RULES = ("compensate", "align_average", "recording_mask", "aligned_video")
+PER_RECORDING_RULES = ("compensate", "align_recording", "aligned_video")
 
 
 def rec_name(i: int) -> str:

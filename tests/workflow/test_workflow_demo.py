@@ -29,8 +29,8 @@ def test_demo_full_run_exits_zero_and_runs_every_job(demo_run, wf):
     assert result.returncode == 0, result.describe()
     counts = wf.job_counts(result)
     assert counts == {
-        "demo_session": 1, "compensate": N_DEMO, "align_average": N_DEMO,
-        "recording_mask": N_DEMO, "aligned_video": N_DEMO, "session_mask": 1, "all": 1,
+        "demo_session": 1, "compensate": N_DEMO, "align_recording": N_DEMO,
+        "aligned_video": N_DEMO, "session_mask": 1, "all": 1,
     }
     assert "Exiting because a job execution failed" not in result.output
 
@@ -62,7 +62,7 @@ def test_demo_full_run_writes_every_output(demo_run, wf):
     ]
     assert not missing, f"missing or empty outputs: {missing}"
     assert "demo_session" in (root / ".flowreg_demo").read_text()
-    for rule in ("compensate", "align_average", "recording_mask", "aligned_video"):
+    for rule in ("compensate", "align_recording", "aligned_video"):
         assert (workdir / "logs" / rule / f"{wf.rec_name(0)}.log").is_file()
         # Snakemake's per-rule timings sit under logs/, apart from the benchmarks/ scripts.
         assert (workdir / "logs" / "benchmarks" / rule / f"{wf.rec_name(0)}.tsv").is_file()

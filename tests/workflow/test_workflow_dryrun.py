@@ -6,8 +6,7 @@ import pytest
 
 
 def expected_counts(n: int, demo: bool) -> dict[str, int]:
-    counts = {rule: n for rule in ("compensate", "align_average", "recording_mask",
-                                   "aligned_video")}
+    counts = {rule: n for rule in ("compensate", "align_recording", "aligned_video")}
     counts.update(session_mask=1, all=1)
     if demo:
         counts["demo_session"] = 1

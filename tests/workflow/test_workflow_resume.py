@@ -65,13 +65,13 @@ def test_changed_recording_content_reruns_it_and_downstream_only(copy_of_base, s
 
 
 def test_changed_center_content_realigns_every_recording(copy_of_base, snakemake, wf):
-    """New data in the center: its compensate, every align_average and Stage 3 job."""
+    """New data in the center: its compensate, every align_recording and aligned_video job."""
     workdir = copy_of_base
     wf.rewrite_recording(workdir / wf.ROOT / f"{CENTER}.tif")
     jobs, result = dry_run_jobs(snakemake, wf, workdir)
     assert jobs == (
         {("compensate", CENTER)}
-        | wf.jobs_for(RECS, ("align_average", "recording_mask", "aligned_video"))
+        | wf.jobs_for(RECS, ("align_recording", "aligned_video"))
         | wf.FINAL_JOBS
     ), result.describe()
 
@@ -113,7 +113,7 @@ def test_removed_recording_moving_center_realigns_without_compensate(copy_of_bas
     (workdir / wf.ROOT / "rec_02.tif").unlink()
     jobs, result = dry_run_jobs(snakemake, wf, workdir)
     assert jobs == (
-        wf.jobs_for(["rec_00", "rec_01"], ("align_average", "recording_mask", "aligned_video"))
+        wf.jobs_for(["rec_00", "rec_01"], ("align_recording", "aligned_video"))
         | wf.FINAL_JOBS
     ), result.describe()
 
@@ -133,12 +133,12 @@ def test_removed_recording_end_to_end(copy_of_base, snakemake, wf, base_run):
     assert after["final_valid"].shape == before["final_valid"].shape
 
 
-def test_stage2_parameter_change_reruns_align_average_and_downstream(copy_of_base, snakemake, wf):
+def test_stage2_parameter_change_reruns_align_recording_and_downstream(copy_of_base, snakemake, wf):
     workdir = copy_of_base
     wf.write_config(workdir, wf.read_config(workdir), alpha_between=10.0)
     jobs, result = dry_run_jobs(snakemake, wf, workdir)
     assert jobs == (
-        wf.jobs_for(RECS, ("align_average", "recording_mask", "aligned_video")) | wf.FINAL_JOBS
+        wf.jobs_for(RECS, ("align_recording", "aligned_video")) | wf.FINAL_JOBS
     ), result.describe()
     assert "params have changed" in result.output
 

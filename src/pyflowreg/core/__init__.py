@@ -1,25 +1,18 @@
 """Numerical core: optical flow, warping and rigid registration, with no file I/O."""
 
-from pyflowreg.core.optical_flow import FlowEstimator, FlowParameters, get_displacement
-from pyflowreg.core.rigid import estimate_rigid_shift
-from pyflowreg.core.threads import set_numba_threads
-from pyflowreg.core.warping import (
-    align_sequence,
-    backward_valid_mask,
-    compute_batch_valid_masks,
-    imregister_binary,
-    imregister_wrapper,
-)
+from pyflowreg._lazy import lazy_exports
 
-__all__ = [
-    "FlowEstimator",
-    "FlowParameters",
-    "align_sequence",
-    "backward_valid_mask",
-    "compute_batch_valid_masks",
-    "estimate_rigid_shift",
-    "get_displacement",
-    "imregister_binary",
-    "imregister_wrapper",
-    "set_numba_threads",
-]
+_EXPORTS = {
+    "FlowEstimator": "optical_flow",
+    "FlowParameters": "optical_flow",
+    "get_displacement": "optical_flow",
+    "estimate_rigid_shift": "rigid",
+    "set_numba_threads": "threads",
+    "align_sequence": "warping",
+    "backward_valid_mask": "warping",
+    "compute_batch_valid_masks": "warping",
+    "imregister_binary": "warping",
+    "imregister_wrapper": "warping",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,13 +1,13 @@
 """Motion correction of one recording against a reference built from it."""
 
-from pyflowreg.motion_correction.compensate import compensate_recording, is_complete
-from pyflowreg.motion_correction.options import OFOptions
-from pyflowreg.motion_correction.reference import build_reference, reference_frame_indices
+from pyflowreg._lazy import lazy_exports
 
-__all__ = [
-    "OFOptions",
-    "build_reference",
-    "compensate_recording",
-    "is_complete",
-    "reference_frame_indices",
-]
+_EXPORTS = {
+    "OFOptions": "options",
+    "build_reference": "reference",
+    "compensate_recording": "compensate",
+    "is_complete": "compensate",
+    "reference_frame_indices": "reference",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

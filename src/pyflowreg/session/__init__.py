@@ -11,17 +11,16 @@ Examples
 (``docs/api.md``); ``run_stage1_array(config)`` corrects the one recording of an array task.
 """
 
-from pyflowreg.session.config import ConfigError, SessionConfig, get_array_task_id
-from pyflowreg.session.stage1_compensate import run_stage1, run_stage1_array
-from pyflowreg.session.stage2_between_avgs import run_stage2
-from pyflowreg.session.stage3_valid_mask import run_stage3
+from pyflowreg._lazy import lazy_exports
 
-__all__ = [
-    "ConfigError",
-    "SessionConfig",
-    "get_array_task_id",
-    "run_stage1",
-    "run_stage1_array",
-    "run_stage2",
-    "run_stage3",
-]
+_EXPORTS = {
+    "ConfigError": "config",
+    "SessionConfig": "config",
+    "get_array_task_id": "config",
+    "run_stage1": "stage1_compensate",
+    "run_stage1_array": "stage1_compensate",
+    "run_stage2": "stage2_between_avgs",
+    "run_stage3": "stage3_valid_mask",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,4 +1,9 @@
-"""Stage 2 for one recording: its temporal average against the center's (rule align_average)."""
+"""Stage 2 for one recording, its temporal average against the center's, and the recording's
+valid masks of Stage 3 (rule align_recording).
+
+One job for both: the masks need nothing but this recording's idx.hdf and the field just
+computed, and a job of its own would cost more to start than the masks cost to make.
+"""
 
 import sys
 
@@ -8,6 +13,7 @@ from pathlib import Path
 
 from pyflowreg.core.threads import set_numba_threads
 from pyflowreg.session.stage2_between_avgs import align_to_center, load_average
+from pyflowreg.session.stage3_valid_mask import load_displacement, recording_masks
 
 set_numba_threads(snakemake.threads)
 folder = Path(snakemake.output.w).parent
@@ -20,4 +26,10 @@ align_to_center(
     is_center=(folder.name == center),
     center_name=center,
     resume=False,
+)
+recording_masks(
+    snakemake.input.idx,
+    load_displacement(folder),
+    Path(snakemake.output.mask).parent,
+    folder.name,
 )
