@@ -13,12 +13,12 @@ from pathlib import Path
 
 from pyflowreg.core.threads import set_numba_threads
 from pyflowreg.session.stage2_between_avgs import align_to_center, load_average
-from pyflowreg.session.stage3_valid_mask import load_displacement, recording_masks
+from pyflowreg.session.stage3_valid_mask import recording_masks
 
 set_numba_threads(snakemake.threads)
 folder = Path(snakemake.output.w).parent
 center = snakemake.params.center
-align_to_center(
+w = align_to_center(
     load_average(Path(snakemake.input.center_average).parent, center),
     load_average(folder),
     folder,
@@ -27,9 +27,4 @@ align_to_center(
     center_name=center,
     resume=False,
 )
-recording_masks(
-    snakemake.input.idx,
-    load_displacement(folder),
-    Path(snakemake.output.mask).parent,
-    folder.name,
-)
+recording_masks(snakemake.input.idx, w, Path(snakemake.output.mask).parent, folder.name)

@@ -2,17 +2,10 @@
 
 from pyflowreg._lazy import lazy_exports
 
-_EXPORTS = {
-    "FlowEstimator": "optical_flow",
-    "FlowParameters": "optical_flow",
-    "get_displacement": "optical_flow",
-    "estimate_rigid_shift": "rigid",
-    "set_numba_threads": "threads",
-    "align_sequence": "warping",
-    "backward_valid_mask": "warping",
-    "compute_batch_valid_masks": "warping",
-    "imregister_binary": "warping",
-    "imregister_wrapper": "warping",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "optical_flow": ("FlowEstimator", "FlowParameters", "get_displacement"),
+    "rigid": ("estimate_rigid_shift",),
+    "threads": ("set_numba_threads",),
+    "warping": ("align_sequence", "backward_valid_mask", "compute_batch_valid_masks",
+                "imregister_binary", "imregister_wrapper"),
+})

@@ -2,12 +2,8 @@
 
 from pyflowreg._lazy import lazy_exports
 
-_EXPORTS = {
-    "OFOptions": "options",
-    "build_reference": "reference",
-    "compensate_recording": "compensate",
-    "is_complete": "compensate",
-    "reference_frame_indices": "reference",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "compensate": ("compensate_recording", "is_complete"),
+    "options": ("OFOptions",),
+    "reference": ("build_reference", "reference_frame_indices"),
+})

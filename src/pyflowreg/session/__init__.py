@@ -13,14 +13,9 @@ Examples
 
 from pyflowreg._lazy import lazy_exports
 
-_EXPORTS = {
-    "ConfigError": "config",
-    "SessionConfig": "config",
-    "get_array_task_id": "config",
-    "run_stage1": "stage1_compensate",
-    "run_stage1_array": "stage1_compensate",
-    "run_stage2": "stage2_between_avgs",
-    "run_stage3": "stage3_valid_mask",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "config": ("ConfigError", "SessionConfig", "get_array_task_id"),
+    "stage1_compensate": ("run_stage1", "run_stage1_array"),
+    "stage2_between_avgs": ("run_stage2",),
+    "stage3_valid_mask": ("run_stage3",),
+})
