@@ -37,6 +37,7 @@ include: "rules/demo.smk"
 include: "rules/stage1.smk"
 include: "rules/stage2.smk"
 include: "rules/stage3.smk"
+include: "rules/export.smk"
 
 
 rule all:
@@ -44,3 +45,4 @@ rule all:
     input:
         rules.session_mask.output,
         aligned_videos,
+        export_outputs(),

@@ -60,6 +60,9 @@ COMMANDS = {
                       "--json benchmarks/results/stage1_workers.json",
     "job_overhead": "python benchmarks/job_overhead.py --rounds 2 "
                     "--json benchmarks/results/job_overhead.json",
+    "session_rois": "python benchmarks/session_rois.py "
+                    "--json benchmarks/results/session_rois.json",
+    "multifile": "python benchmarks/multifile.py --json benchmarks/results/multifile.json",
 }
 
 
@@ -608,6 +611,65 @@ def job_overhead_lines(doc: dict) -> list[str]:
     return lines
 
 
+SESSION_ROIS_INTRO = (
+    "`benchmarks/session_rois.py` runs suite2p's ROI detection and trace extraction "
+    "(registration off) once on a whole synthetic session with known neurons and traces: on "
+    "the `suite2p` export (aligned recordings, cropped to the session mask, concatenated) and "
+    "on the same recordings motion-corrected but not aligned to each other. Per recording: "
+    "the true neurons (centre in the common field of view) matched by an ROI within the "
+    "matching radius, the median correlation of the matched ROIs' traces (F - 0.7 Fneu) with "
+    "the true traces, and the same with each neuron read through the ROI matched in the "
+    "reference recording, as one ROI set is used across a session. suite2p runs in its own "
+    "environment (the script's docstring says how)."
+)
+
+
+def session_rois_lines(doc: dict) -> list[str]:
+    r, params = doc["results"], doc["meta"]["params"]
+    versions = doc["meta"].get("versions", {})
+    rows = []
+    for name, label in (("aligned", "session export (aligned)"),
+                        ("baseline", "not aligned between recordings")):
+        for rec in r[name]["recordings"]:
+            rows.append([label, str(rec["recording"]),
+                         f"{rec['found']} / {rec['neurons']} ({100 * rec['found_fraction']:.1f} %)",
+                         num(rec["corr_median"], 3), num(rec["corr_ref_roi_median"], 3)])
+    tracked = "; ".join(
+        f"{name}: {r[name]['rois']} ROIs, {r[name]['tracked']} neurons "
+        f"({100 * r[name]['tracked_fraction']:.1f} %) found in every recording"
+        for name in ("aligned", "baseline"))
+    return [run_header(doc), "",
+            f"Session: {params['recordings']} recordings x {params['frames']} frames, "
+            f"{params['size']}², {num(params['photons'], 0)} photons/unit, {params['preset']}; "
+            f"matching radius {num(params['radius'], 1)} px; suite2p "
+            f"{versions.get('suite2p', '?')} (torch {versions.get('torch', '?')}).", "",
+            table(["movie", "recording", "true neurons found", "trace correlation",
+                   "same, reference recording's ROI"], rows), "",
+            f"{tracked}."]
+
+
+MULTIFILE_INTRO = (
+    "`benchmarks/multifile.py` reads one synthetic recording in batches, as Stage 1 reads it, "
+    "from one TIFF, from numbered trial files, from one file per frame (a Bruker folder) and "
+    "from a Zarr store; each read in a fresh process (opening and its check of every file's "
+    "header included), layouts in alternating order, page cache warm. The extra CPU per file "
+    "is against the one TIFF."
+)
+
+
+def multifile_lines(doc: dict) -> list[str]:
+    params = doc["meta"]["params"]
+    rows = [[r["layout"], str(r["files"]), num(r["frames_per_second"], 0),
+             num(r["cpu_s_per_frame"], 5), num(r["peak_rss_mb"], 0),
+             "—" if r["extra_cpu_ms_per_file"] is None else num(r["extra_cpu_ms_per_file"], 2)]
+            for r in doc["results"]["layouts"]]
+    return [run_header(doc), "",
+            f"Recording: {params['frames']} frames of {params['size']}² uint16, batches of "
+            f"{params['batch']}; medians of {params['rounds']} rounds.", "",
+            table(["layout", "files", "frames/s", "CPU-s/frame", "peak RSS MB",
+                   "extra CPU-ms per file"], rows)]
+
+
 # --------------------------------------------------------------------------- headline
 def _find(rows: list[dict], **fields) -> dict | None:
     return next((r for r in rows if all(r.get(k) == v for k, v in fields.items())), None)
@@ -734,6 +796,12 @@ def render_page(results: Path = RESULTS, reference_path: Path = REFERENCE_FIGURE
         "",
         section("Cost of a workflow job", JOB_OVERHEAD_INTRO, docs, "job_overhead",
                 job_overhead_lines),
+        "",
+        section("One ROI set across a session", SESSION_ROIS_INTRO, docs, "session_rois",
+                session_rois_lines),
+        "",
+        section("Recordings made of many files", MULTIFILE_INTRO, docs, "multifile",
+                multifile_lines),
     ]
     known = set(COMMANDS)
     extra = sorted(set(docs) - known)

@@ -19,7 +19,8 @@ if SRC.is_dir():
         os.environ.update(PYTHONPATH=os.pathsep.join([str(SRC), JOB_PYTHONPATH]))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".numba_cache").resolve()))
 
-from pyflowreg.io import open_movie  # noqa: E402
+from pyflowreg.io.fingerprint import member_files  # noqa: E402
+from pyflowreg.io.recording import open_recording  # noqa: E402
 from pyflowreg.motion_correction.segments import (
     segment_bounds,
     segment_names,
@@ -63,6 +64,13 @@ def _demo_active():
 
 
 DEMO = _demo_active()
+if DEMO:
+    # The demo's exports and metadata describe its synthetic recordings; they never reach a
+    # run on real data (the demo refuses a root it did not write).
+    SESSION.export = list(
+        dict.fromkeys(SESSION.export + SESSION.demo.get("export", []))
+    )
+    SESSION.metadata = {**SESSION.demo.get("metadata", {}), **SESSION.metadata}
 
 
 def _demo_files():
@@ -108,8 +116,11 @@ wildcard_constraints:
 
 
 def raw_path(wildcards):
-    """The input recording of a stem."""
-    return str(RAW[wildcards.rec])
+    """The files of a recording: one movie, the files of a multi-file recording, or every
+    file of a .zarr store (Snakemake sees an edit inside a store only through its files).
+    """
+    files = [str(path) for _, path in member_files(RAW[wildcards.rec])]
+    return files[0] if len(files) == 1 else files
 
 
 def stage1_inputs(wildcards):
@@ -134,7 +145,7 @@ def n_segments(rec):
     if DEMO:
         n_frames = SESSION.demo.get("frames", 60)
     else:
-        with open_movie(RAW[rec]) as reader:
+        with open_recording(RAW[rec]) as reader:
             n_frames = reader.n_frames
     return len(segment_bounds(n_frames, SESSION.segment_frames))
 

@@ -7,10 +7,11 @@ sys.stderr = open(snakemake.log[0], "w")
 from pathlib import Path
 
 from pyflowreg.motion_correction.segments import compensate_segment
+from pyflowreg.session.config import job_recording
 
 compensate_segment(
     dict(snakemake.params.options, n_workers=snakemake.threads),
-    input_file=snakemake.input.movie,
+    input_file=job_recording(snakemake.config, snakemake.wildcards.rec, snakemake.input.movie),
     output_path=Path(snakemake.input.prepared).parent.parent,
     segment=int(snakemake.wildcards.seg),
     resume=False,  # Snakemake decided this job must run

@@ -3,7 +3,8 @@
     python .ci/clusters/compare_outputs.py [--float-rtol R] REFERENCE_DIR OTHER_DIR
 
 Compares every result file below the two session folders (Stage 1 movies, masks, averages,
-Stage 2 fields, Stage 3 bundle, PNGs and aligned videos) array by array, exactly. Run
+Stage 2 fields, Stage 3 bundle, PNGs, aligned videos and the NWB and suite2p exports) array by
+array, exactly. Run
 metadata that legitimately differs (timings in status.json, absolute paths, log files, how a
 run was split into segments) is ignored. With ``--float-rtol``, floating-point arrays and
 JSON numbers may differ by that relative amount (sums added in another order); integer
@@ -30,12 +31,39 @@ RUN_SPECIFIC_JSON_KEYS = {
 }
 RUN_SPECIFIC_INPUT_KEYS = {"path", "mtime_ns"}
 PATH_KEYS = {"compensated_h5_paths"}
+# The suite2p export's ops hold absolute paths of the run's folder.
+OPS_PATH_KEYS = {"reg_file", "ops_path", "save_path", "save_path0", "save_folder", "data_path",
+                 "filelist"}
+# An NWB file names itself with a new identifier and its creation date on every write.
+NWB_RUN_SPECIFIC = {"identifier", "file_create_date"}
+
+
+def nwb_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of an NWB file by its path, but the run's own identifier and date."""
+    found: dict[str, np.ndarray] = {}
+
+    def visit(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset) and name.rsplit("/", 1)[-1] not in NWB_RUN_SPECIFIC \
+                and h5py.check_dtype(ref=item.dtype) is None:
+            found[name] = np.asarray(item[()])
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return found
 
 
 def arrays(path: Path) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return {"": np.load(path)}
+        data = np.load(path, allow_pickle=path.name == "ops.npy")
+        if data.dtype == object:  # suite2p's ops: a dict
+            ops = data.item()
+            return {k: np.asarray(v) for k, v in ops.items() if k not in OPS_PATH_KEYS}
+        return {"": data}
+    if suffix == ".bin":
+        return {"": np.fromfile(path, dtype=np.int16)}
+    if suffix == ".nwb":
+        return nwb_arrays(path)
     if suffix == ".npz":
         with np.load(path) as data:
             return {k: data[k] for k in data.files if k not in PATH_KEYS}
@@ -73,7 +101,8 @@ def same(a, b, rtol: float) -> bool:
     if isinstance(a, np.ndarray) and a.dtype.kind == "f" and rtol > 0:
         return a.shape == b.shape and np.allclose(a, b, rtol=rtol, atol=0, equal_nan=True)
     if isinstance(a, np.ndarray):
-        return np.array_equal(a, b)
+        # NaN is a stated "not known" (the NWB export's wavelengths), equal to itself here
+        return np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
     return a == b
 
 

@@ -187,3 +187,12 @@ def test_cli_rejects_an_unknown_stage(tmp_path):
     with pytest.raises(SystemExit) as info:
         cli.main([str(tmp_path / "s.toml"), "--stage", "4"])
     assert info.value.code != 0
+
+
+def test_cli_export_without_a_start_time_stops_before_stage_1(small_root, tmp_path, run_cli,
+                                                              write_toml):
+    config = write_toml(tmp_path / "s.toml", _values(small_root))
+    result = run_cli(config, "--export", "nwb", "suite2p")
+    assert result.returncode == 2, result.stderr
+    assert "session_start_time" in result.stderr
+    assert not (small_root / "compensated_outputs").exists()

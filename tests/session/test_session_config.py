@@ -30,6 +30,11 @@ align_chunk_size = 16
 align_output_format = "HDF5"
 exclude_misaligned = true
 recordings = ["rec_00.tif", "rec_02.tif"]
+nwb_series = "raw"
+export = ["suite2p"]
+
+[metadata]
+imaging_rate = 30.0
 
 [demo]
 enabled = false
@@ -67,6 +72,10 @@ align_chunk_size: 16
 align_output_format: HDF5
 exclude_misaligned: true
 recordings: [rec_00.tif, rec_02.tif]
+nwb_series: raw
+export: [suite2p]
+metadata:
+  imaging_rate: 30.0
 demo:
   enabled: false
   n_recordings: 2
@@ -90,6 +99,7 @@ EXPECTED = {
     "backend_params": {"numba_threads": 1},
     "flow_options": {"alpha": 2.0, "buffer_size": 50},
     "recordings": ["rec_00.tif", "rec_02.tif"],
+    "nwb_series": "raw", "export": ["suite2p"], "metadata": {"imaging_rate": 30.0},
     "demo": {"enabled": False, "n_recordings": 2, "height": 32, "width": 40, "frames": 6,
              "seed": 3},
 }
@@ -240,7 +250,12 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path, loader):
         ("align_output_format", "PNG"),
         ("backend_params", "cuda"),
         ("flow_options", ["fast"]),
-        ("recordings", "rec_00.tif"),
+        ("recordings", 5),
+        ("recordings", ""),
+        ("nwb_series", ""),
+        ("export", ["csv"]),
+        ("metadata", {"subject": {"sex": "X"}}),
+        ("metadata", {"imaging_rate": 0}),
     ],
 )
 def test_wrong_types_and_values_are_errors_naming_the_key(tmp_path, key, value):

@@ -43,3 +43,19 @@ def test_dry_run_quiet_summary_matches(tmp_path, snakemake, wf, recordings_sourc
     result = snakemake.ok(workdir, "--dry-run", "--quiet", "rules")
     assert wf.job_counts(result) == expected_counts(2, demo=False)
     assert wf.planned_jobs(result) == set(), "--quiet should not list the individual jobs"
+
+
+def test_dry_run_plans_the_exports_after_the_session_mask(tmp_path, snakemake, wf,
+                                                           recordings_source):
+    workdir = wf.make_workdir(
+        tmp_path / "wd", recordings_source, 2, export=["nwb", "suite2p"],
+        metadata={"session_start_time": "2026-03-01T10:00:00+01:00", "imaging_rate": 30.0})
+    result = snakemake.ok(workdir, "-n")
+    assert wf.job_counts(result) == dict(expected_counts(2, demo=False), export_nwb=1,
+                                         export_suite2p=1)
+    # An NWB file needs a start time: without one the run stops before any job, naming it.
+    wf.write_config(workdir, export=["nwb"], metadata={"imaging_rate": 30.0})
+    refused = snakemake(workdir, "-n")
+    assert refused.returncode != 0
+    assert "session_start_time" in refused.output, refused.describe()
+    assert not (workdir / "logs").exists()

@@ -1,4 +1,4 @@
-"""Readers and writers for movies (TIFF, HDF5, NPY) in (T, H, W, C) layout."""
+"""Readers and writers for movies (TIFF, HDF5, NPY; NWB and Zarr read) in (T, H, W, C) layout."""
 
 from ._atomic import (
     AtomicOutput,
@@ -19,6 +19,7 @@ from .hdf5 import (
     write_virtual_movie,
 )
 from .npy import NPYMovieReader, NPYMovieWriter
+from .nwb import NWBMovieReader, nwb_session_metadata
 from .readers import (
     READER_SUFFIXES,
     completed_frame_count,
@@ -30,6 +31,7 @@ from .scanimage import deinterleave_pages, scanimage_layout
 from .tiff import BIGTIFF_THRESHOLD_BYTES, TIFFMovieReader, TIFFMovieWriter
 from .validation import check_finite, check_not_constant
 from .writers import WRITER_SUFFIXES, open_movie_writer
+from .zarr_store import ZarrMovieReader
 
 __all__ = [
     "AtomicOutput",
@@ -40,10 +42,12 @@ __all__ = [
     "MovieWriter",
     "NPYMovieReader",
     "NPYMovieWriter",
+    "NWBMovieReader",
     "READER_SUFFIXES",
     "TIFFMovieReader",
     "TIFFMovieWriter",
     "WRITER_SUFFIXES",
+    "ZarrMovieReader",
     "atomic_output",
     "atomic_save_npy",
     "atomic_save_npz",
@@ -57,6 +61,7 @@ __all__ = [
     "is_temporary_path",
     "movie_dtype",
     "movie_format",
+    "nwb_session_metadata",
     "open_movie",
     "open_movie_writer",
     "missing_virtual_sources",

@@ -23,12 +23,23 @@ from .validation import check_frame_shape, check_movie_shape
 __all__ = ["MovieReader", "MovieWriter", "require_existing_file"]
 
 
-def require_existing_file(path: str | os.PathLike[str]) -> Path:
-    """Return ``path`` as a Path, raising FileNotFoundError/ValueError if unusable."""
+def require_existing_file(
+    path: str | os.PathLike[str], *, directory_store: bool = False
+) -> Path:
+    """Return ``path`` as a Path, raising FileNotFoundError/ValueError if unusable.
+
+    Parameters
+    ----------
+    path : path-like
+        Movie file.
+    directory_store : bool, default False
+        Accept a directory too (formats stored as a folder, such as Zarr); the reader then
+        checks what it finds there.
+    """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"movie file not found: {p}")
-    if p.is_dir():
+    if p.is_dir() and not directory_store:
         raise ValueError(f"movie path is a directory, not a file: {p}")
     return p
 
@@ -45,9 +56,11 @@ class MovieReader(ABC):
 
     #: File suffixes (lower case) handled by the reader.
     suffixes: tuple[str, ...] = ()
+    #: True for formats stored as a folder (Zarr): the path may then be a directory.
+    directory_store: bool = False
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._path = require_existing_file(path)
+        self._path = require_existing_file(path, directory_store=self.directory_store)
         self._shape: tuple[int, int, int, int] = (0, 0, 0, 0)
         self._dtype = np.dtype(np.float32)
         self._closed = False
@@ -69,7 +82,7 @@ class MovieReader(ABC):
     # -- geometry --------------------------------------------------------------------
     @property
     def path(self) -> Path:
-        """Path of the movie file."""
+        """Path of the movie file (or store folder)."""
         return self._path
 
     @property

@@ -6,8 +6,10 @@ hash is computed once, in a background thread while Stage 1 reads the recording 
 only when they differ, so an unchanged recording costs one ``stat`` and a moved or copied one
 (new modification times, same bytes) costs one sequential read, after which it resumes.
 
-Any change to the content is detected: an edit that keeps size and modification time is the one
-case trusted without reading, as in ``make`` and Snakemake.
+A recording of several files (a :class:`~pyflowreg.io.recording.MovieSource`) or a directory
+store (``.zarr``) records the same per member file, so adding, removing or editing one file
+reruns that recording. Any change to the content is detected: an edit that keeps size and
+modification time is the one case trusted without reading, as in ``make`` and Snakemake.
 """
 
 from __future__ import annotations
@@ -57,73 +59,125 @@ class _Finished:
 
 
 class _BackgroundHash:
-    """A whole-file hash computed in a daemon thread; ``result()`` waits for it."""
+    """Whole-file hashes of several files, computed one after the other in a daemon thread."""
 
-    def __init__(self, path: Path, key: tuple[str, int, int]):
-        self.key = key
-        self._digest: str | None = None
+    def __init__(self, members: list[tuple[Path, tuple[str, int, int]]]):
+        self._digests: dict[tuple[str, int, int], str] = {}
         self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._run, args=(path,), name=f"hash {path.name}", daemon=True
+            target=self._run, args=(members,), name=f"hash {members[0][0].name}", daemon=True
         )
         self._thread.start()
 
-    def _run(self, path: Path) -> None:
+    def _run(self, members) -> None:
         try:
-            self._digest = hash_file(path, low_priority=True)
-        except BaseException as exc:  # re-raised in the thread that asks for the result
+            for path, key in members:
+                self._digests[key] = hash_file(path, low_priority=True)
+        except BaseException as exc:  # re-raised in the thread that asks for a result
             self._error = exc
 
-    def result(self) -> str:
+    def result(self, key: tuple[str, int, int]) -> str:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._digest
+        return self._digests[key]
+
+
+class _Pending:
+    """One file's hash inside a :class:`_BackgroundHash` (or one already computed)."""
+
+    def __init__(self, group: _BackgroundHash | None, key, digest: str | None = None):
+        self._group, self._key, self._digest = group, key, digest
+
+    def result(self) -> str:
+        return self._digest if self._group is None else self._group.result(self._key)
 
 
 # Hashes started by start_hashing, keyed by (resolved path, size, mtime_ns): input_fingerprint
 # picks them up, so the code that writes status.json need not carry the thread around.
-_pending: dict[tuple[str, int, int], _BackgroundHash | _Finished] = {}
+_pending: dict[tuple[str, int, int], _Pending] = {}
 _pending_lock = threading.Lock()
 
 
-def start_hashing(path: str | os.PathLike) -> None:
-    """Start hashing ``path`` in a background thread for a later :func:`input_fingerprint`."""
-    path = Path(path)
-    key = _stat_key(path)
-    with _pending_lock:
-        if key not in _pending:
-            _pending[key] = _BackgroundHash(path, key)
+def member_files(recording) -> list[tuple[str, Path]]:
+    """(name, path) of every file a recording's content lives in.
 
-
-def input_fingerprint(path: str | os.PathLike) -> dict:
-    """Name, size, ``mtime_ns`` and SHA-256 of the input, to notice any change to a recording.
-
-    Uses the hash started by :func:`start_hashing` when the file's size and modification time
-    are still those it started with, otherwise hashes now. When the file changes while it is
-    being hashed, the returned ``sha256`` is ``None``, which no later check accepts.
+    A plain file is itself; a directory store (``.zarr``) is every file under it; a
+    :class:`~pyflowreg.io.recording.MovieSource` is every file of every block. Names are
+    relative to the files' common folder, so a session folder that moves keeps its names.
     """
-    path = Path(path)
+    from .recording import source_files
+
+    files: list[Path] = []
+    for f in source_files(recording):
+        f = Path(f)
+        if f.is_dir():
+            files.extend(sorted(p for p in f.rglob("*") if p.is_file()))
+        else:
+            files.append(f)
+    if len(files) == 1 and not Path(source_files(recording)[0]).is_dir():
+        return [(files[0].name, files[0])]
+    base = Path(os.path.commonpath([str(f.parent) for f in files]))
+    return [(str(f.relative_to(base)), f) for f in files]
+
+
+def _is_plain_file(recording) -> bool:
+    from .recording import source_files
+
+    files = source_files(recording)
+    return len(files) == 1 and not Path(files[0]).is_dir()
+
+
+def start_hashing(recording) -> None:
+    """Start hashing a recording's files in a background thread for a later
+    :func:`input_fingerprint`."""
+    members = []
+    with _pending_lock:
+        for _, path in member_files(recording):
+            key = _stat_key(path)
+            if key not in _pending:
+                members.append((path, key))
+        if members:
+            group = _BackgroundHash(members)
+            for _, key in members:
+                _pending[key] = _Pending(group, key)
+
+
+def _file_fingerprint(name: str, path: Path) -> dict:
     key = _stat_key(path)
     with _pending_lock:
         pending = _pending.pop(key, None)
     digest = pending.result() if pending is not None else hash_file(path)
     if _stat_key(path) != key:
         digest = None  # rewritten while we read it: the digest describes no version of the file
-    return {"name": path.name, "size": key[1], "mtime_ns": key[2], HASH_NAME: digest}
+    return {"name": name, "size": key[1], "mtime_ns": key[2], HASH_NAME: digest}
 
 
-def fingerprint_matches(recorded: dict | None, path: str | os.PathLike) -> bool:
-    """True when ``path`` has the content ``recorded`` (an :func:`input_fingerprint`) describes.
+def input_fingerprint(recording) -> dict:
+    """Name, size, ``mtime_ns`` and SHA-256 of the input, to notice any change to a recording.
 
-    Name and size must match. Equal ``mtime_ns`` is trusted without reading the file; otherwise
-    (a copied or moved session, a touched file) the whole file is hashed and compared.
+    ``recording`` is a file, a directory store or a
+    :class:`~pyflowreg.io.recording.MovieSource`; for anything but a plain file the result
+    lists every member file (``files``), so adding, removing or editing one is noticed.
+    Uses the hashes started by :func:`start_hashing` when a file's size and modification time
+    are still those it started with, otherwise hashes now. When a file changes while it is
+    being hashed, its ``sha256`` is ``None``, which no later check accepts.
     """
+    members = member_files(recording)
+    if _is_plain_file(recording):
+        return _file_fingerprint(*members[0])
+    from .recording import MovieSource
+
+    name = recording.stem if isinstance(recording, MovieSource) else Path(recording).name
+    return {"name": name,
+            "files": [_file_fingerprint(name, path) for name, path in members]}
+
+
+def _file_matches(recorded: dict, name: str, path: Path) -> bool:
     if not isinstance(recorded, dict) or not recorded.get(HASH_NAME):
         return False
-    path = Path(path)
     stat = path.stat()
-    if recorded.get("name") != path.name or recorded.get("size") != stat.st_size:
+    if recorded.get("name") != name or recorded.get("size") != stat.st_size:
         return False
     if recorded.get("mtime_ns") == stat.st_mtime_ns:
         return True
@@ -131,5 +185,47 @@ def fingerprint_matches(recorded: dict | None, path: str | os.PathLike) -> bool:
     digest = hash_file(path)
     if digest != recorded[HASH_NAME] and _stat_key(path) == key:
         with _pending_lock:  # the recomputation that follows need not read the file again
-            _pending[key] = _Finished(digest)
+            _pending[key] = _Pending(None, key, digest)
     return digest == recorded[HASH_NAME]
+
+
+def fingerprint_matches(recorded: dict | None, recording) -> bool:
+    """True when ``recording`` has the content ``recorded`` (an :func:`input_fingerprint`)
+    describes.
+
+    Names and sizes must match (and, for several files, their number). Equal ``mtime_ns`` is
+    trusted without reading a file; otherwise (a copied or moved session, a touched file) the
+    file is hashed and compared.
+    """
+    if not isinstance(recorded, dict):
+        return False
+    try:
+        members = member_files(recording)
+    except OSError:
+        return False
+    if _is_plain_file(recording):
+        return "files" not in recorded and _file_matches(recorded, *members[0])
+    files = recorded.get("files")
+    if not isinstance(files, list) or len(files) != len(members):
+        return False
+    return all(_file_matches(entry, name, path)
+               for entry, (name, path) in zip(files, members, strict=True))
+
+
+def refreshed_fingerprint(recorded: dict, recording) -> dict | None:
+    """``recorded`` with the files' current modification times, or None if none changed.
+
+    For a session matched by content after a move or copy: recording the new times makes the
+    next check a ``stat`` again instead of another full read.
+    """
+    members = member_files(recording)
+    entries = [recorded] if "files" not in recorded else recorded["files"]
+    changed = False
+    updated = [dict(e) for e in entries]
+    for entry, (_, path) in zip(updated, members, strict=True):
+        mtime_ns = path.stat().st_mtime_ns
+        if entry.get("mtime_ns") != mtime_ns:
+            entry["mtime_ns"], changed = mtime_ns, True
+    if not changed:
+        return None
+    return updated[0] if "files" not in recorded else dict(recorded, files=updated)

@@ -172,6 +172,9 @@ class TIFFMovieReader(MovieReader):
         ``.tif``/``.tiff`` file (classic or BigTIFF, ImageJ, ScanImage, tifffile).
     plane : int, optional
         z-plane to read from volumetric recordings (axes with both Z and T).
+    this_file_only : bool, default False
+        Read this file's own pages even where its OME-XML describes a series spread over
+        several files (one file of a Bruker folder or of a multi-file recording).
 
     Raises
     ------
@@ -184,14 +187,15 @@ class TIFFMovieReader(MovieReader):
 
     suffixes = (".tif", ".tiff")
 
-    def __init__(self, path: str | os.PathLike[str], *, plane: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, plane: int | None = None,
+                 this_file_only: bool = False) -> None:
         super().__init__(path)
         self._tif: tifffile.TiffFile | None = None
         self._raw: ContiguousFileArray | _PagedArray | None = None
         self._scanimage: ScanImageLayout | None = None
         self._metadata: dict[str, Any] = {}
         try:
-            self._open(plane)
+            self._open(plane, this_file_only)
         except BaseException:
             self._closed = True
             self._close()
@@ -207,14 +211,18 @@ class TIFFMovieReader(MovieReader):
         """tifffile shaped-description metadata (e.g. attrs stored by the writer)."""
         return dict(self._metadata)
 
-    def _open(self, plane: int | None) -> None:
+    def _open(self, plane: int | None, this_file_only: bool = False) -> None:
         where = self._path
         size = where.stat().st_size
         if size == 0:
             raise ValueError(f"{where}: TIFF file is empty (0 bytes)")
         with _tifffile_log() as messages:
             try:
-                self._tif = tif = tifffile.TiffFile(where)
+                # OME-XML may describe a series spread over many files (Bruker writes one
+                # file per frame, each naming all the others); a file read as one part of a
+                # recording must be read alone.
+                flags = {"is_ome": False} if this_file_only else {}
+                self._tif = tif = tifffile.TiffFile(where, **flags)
             except _TIFF_ERRORS as exc:
                 raise ValueError(f"{where}: not a readable TIFF file ({exc})") from exc
             try:

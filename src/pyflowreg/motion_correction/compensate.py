@@ -36,10 +36,15 @@ from pyflowreg.io import (
     check_not_constant,
     cleanup_stale_temporaries,
     completed_frame_count,
-    open_movie,
     open_movie_writer,
 )
-from pyflowreg.io.fingerprint import fingerprint_matches, input_fingerprint, start_hashing
+from pyflowreg.io.fingerprint import (
+    fingerprint_matches,
+    input_fingerprint,
+    refreshed_fingerprint,
+    start_hashing,
+)
+from pyflowreg.io.recording import as_recording, open_recording
 from pyflowreg.motion_correction.alpha_selection import (
     ALPHA_FACTORS,
     REFINED_ALPHA_FACTORS,
@@ -104,14 +109,14 @@ def is_complete(folder: Path, input_file: Path, options: OFOptions) -> bool:
     return fingerprint_matches(status.get("input"), input_file)
 
 
-def _refresh_input_stat(folder: Path, input_file: Path) -> None:
-    # A moved or copied session matched by its hash: record the new modification time, so the
-    # next check is a stat again instead of another full read.
+def _refresh_input_stat(folder: Path, input_file) -> None:
+    # A moved or copied session matched by its hash: record the new modification times, so
+    # the next check is a stat again instead of another full read.
     status_file = folder / STATUS_FILE
     status = json.loads(status_file.read_text())
-    mtime_ns = input_file.stat().st_mtime_ns
-    if status["input"].get("mtime_ns") != mtime_ns:
-        status["input"]["mtime_ns"] = mtime_ns
+    refreshed = refreshed_fingerprint(status["input"], input_file)
+    if refreshed is not None:
+        status["input"] = refreshed
         with atomic_output(status_file) as tmp:
             Path(tmp).write_text(json.dumps(status, indent=2))
 
@@ -136,7 +141,7 @@ def validate_input(input_file: Path, options: OFOptions, *, scan_values: bool = 
     leaves out the scan of float input for NaN and inf, which reads every frame: a segment job
     relies on its recording's preparation, which scanned the same, unchanged file.
     """
-    reader = open_movie(input_file)
+    reader = open_recording(input_file)
     if reader.n_frames < MIN_FRAMES:
         reader.close()
         raise ValueError(
@@ -176,8 +181,9 @@ def compensate_recording(
     ----------
     options : OFOptions or dict, optional
         Correction options (dicts are validated with ``OFOptions.from_dict``).
-    input_file : path
-        The recording (TIFF, HDF5 or NPY; frames (T, H, W[, C])).
+    input_file : path or MovieSource
+        The recording: a movie file (see :func:`pyflowreg.io.open_movie`) or a
+        :class:`~pyflowreg.io.recording.MovieSource` of several files.
     output_path : path
         Folder receiving ``compensated.hdf5`` (or .tif/.npy), ``idx.hdf``, optionally ``w.hdf5``,
         ``temporal_average.npy``, ``reference.npy`` and ``status.json``; created if missing.
@@ -200,7 +206,7 @@ def compensate_recording(
         options = OFOptions.from_dict(options)
     if input_file is None or output_path is None:
         raise ValueError("compensate_recording needs input_file and output_path")
-    input_file = Path(input_file)
+    input_file = as_recording(input_file)
     folder = Path(output_path)
     if log is None and options.verbose:
         def log(msg):

@@ -37,6 +37,7 @@ from pyflowreg.io import (
     write_virtual_movie,
 )
 from pyflowreg.io.fingerprint import fingerprint_matches, input_fingerprint, start_hashing
+from pyflowreg.io.recording import as_recording
 from pyflowreg.motion_correction.compensate import (
     IDX_FILE,
     QC_FILE,
@@ -153,7 +154,7 @@ def prepare_segments(options: OFOptions | dict | None = None, *, input_file, out
     """
     options = _options(options)
     check_segment_frames(segment_frames, options)
-    input_file, folder, log = Path(input_file), Path(output_path), _logger(log)
+    input_file, folder, log = as_recording(input_file), Path(output_path), _logger(log)
     reader = validate_input(input_file, options)
     target = segments_folder(folder) / PREPARED_FILE
     try:
@@ -222,7 +223,7 @@ def compensate_segment(options: OFOptions | dict | None = None, *, input_file, o
     preparation is kept.
     """
     options = _options(options)
-    input_file, folder, log = Path(input_file), Path(output_path), _logger(log)
+    input_file, folder, log = as_recording(input_file), Path(output_path), _logger(log)
     reader = validate_input(input_file, options, scan_values=False)
     try:
         state = _require_prepared(folder, input_file, options)
@@ -267,7 +268,7 @@ def join_segments(options: OFOptions | dict | None = None, *, input_file, output
     reader names a missing segment file instead of returning its frames as zeros).
     """
     options = _options(options)
-    input_file, folder, log = Path(input_file), Path(output_path), _logger(log)
+    input_file, folder, log = as_recording(input_file), Path(output_path), _logger(log)
     t_start = time.perf_counter()
     reader = validate_input(input_file, options, scan_values=False)
     try:
@@ -334,7 +335,7 @@ def compensate_recording_in_segments(options: OFOptions | dict | None = None, *,
                                      log=None) -> Path:
     """All three steps in this process: a split run's outputs without a scheduler."""
     options = _options(options)
-    input_file, folder = Path(input_file), Path(output_path)
+    input_file, folder = as_recording(input_file), Path(output_path)
     if resume and is_complete(folder, input_file, options):
         _logger(log)(f"{input_file.name}: complete result found in {folder}, skipping")
         return folder

@@ -8,7 +8,8 @@ Examples
 'quality'
 
 ``run_stage1(config)``, ``run_stage2(config)`` and ``run_stage3(config)`` then run the stages
-(``docs/api.md``); ``run_stage1_array(config)`` corrects the one recording of an array task.
+(``docs/api.md``); ``run_stage1_array(config)`` corrects the one recording of an array task, and
+``run_exports(config)`` writes the NWB and suite2p exports the config asks for.
 """
 
 from pyflowreg._lazy import lazy_exports
@@ -18,4 +19,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "stage1_compensate": ("run_stage1", "run_stage1_array"),
     "stage2_between_avgs": ("run_stage2",),
     "stage3_valid_mask": ("run_stage3",),
+    "exports": ("run_exports",),
 })

@@ -1,5 +1,5 @@
 """Command line: ``pyflowreg-session CONFIG [--stage 1|2|3] [--array-job] [--array-tasks]
-[--no-resume]``."""
+[--no-resume] [--export FORMAT ...]``."""
 
 from __future__ import annotations
 
@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-resume", action="store_true", help="recompute even if complete outputs exist"
     )
+    parser.add_argument(
+        "--export", nargs="*", choices=("nwb", "suite2p"), metavar="FORMAT",
+        help="after stage 3, write these session exports (nwb, suite2p) instead of the "
+        "config's 'export' list; '--export' alone writes none",
+    )
     return parser
 
 
@@ -62,6 +67,8 @@ def run(args: argparse.Namespace) -> None:
     from pyflowreg.session.stage3_valid_mask import run_stage3
 
     config = SessionConfig.from_file(args.config)
+    if args.export is not None:
+        config.export = list(dict.fromkeys(args.export))
     if args.no_resume:
         config.resume = False
     if args.array_tasks:
@@ -82,6 +89,12 @@ def run(args: argparse.Namespace) -> None:
                   "--stage 2' and '--stage 3' once every array task has finished")
         return
     stages = (args.stage,) if args.stage else (1, 2, 3)
+    if 3 in stages and "nwb" in config.export:
+        # A start time and frame times that are known nowhere stop the run now, not after
+        # hours of Stages 1-3.
+        from pyflowreg.session.export_nwb import check_nwb_metadata
+
+        check_nwb_metadata(config)
     if 1 in stages:
         folders = run_stage1(config)
         print(f"stage 1 done: {len(folders)} recording(s) in {config.output_root_path}")
@@ -95,6 +108,11 @@ def run(args: argparse.Namespace) -> None:
             f"stage 3 done: {int(final.sum())} of {final.size} pixels valid in every recording; "
             f"results in {config.final_results_path}"
         )
+        if config.export:
+            from pyflowreg.session.exports import run_exports
+
+            for path in run_exports(config):
+                print(f"export written: {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,14 @@ import jsonschema
 import yaml
 
 from pyflowreg.io import READER_SUFFIXES, is_temporary_path
+from pyflowreg.io.recording import (
+    MovieSource,
+    bruker_source,
+    check_disjoint,
+    group_scanimage_files,
+    is_bruker_folder,
+    read_recordings_sheet,
+)
 from pyflowreg.motion_correction.options import OFOptions
 from pyflowreg.motion_correction.segments import check_segment_frames
 from pyflowreg.session.backend import check_backend_params, stage1_workers
@@ -87,8 +95,12 @@ class SessionConfig:
         Folder holding the recordings; relative output paths resolve against it.
     pattern : str, default "*.tif"
         Glob selecting the recordings in ``root`` (sorted by file name).
-    recordings : list of str, optional
-        Explicit recording file names (relative to ``root``) instead of ``pattern``.
+    recordings : list of str or str, optional
+        Explicit recording file names (relative to ``root``) instead of ``pattern``, or the
+        path of a recordings sheet (TSV with the header ``recording<TAB>path``; see
+        :mod:`pyflowreg.io.recording`).
+    nwb_series : str, optional
+        NWB input: the ``TwoPhotonSeries`` to read where a file holds several.
     center : str, optional
         File name of the reference recording; default the lexicographic middle, the
         ``ceil(n / 2)``-th of n (1-based).
@@ -129,6 +141,11 @@ class SessionConfig:
     exclude_misaligned : bool, default False
         Leave recordings whose ``alignment_ok`` is false (see :mod:`pyflowreg.session.qc`) out
         of the session mask and the aligned videos; ``qc/session.json`` lists them.
+    export : list of str, default []
+        Session exports after the session mask: ``"nwb"`` and/or ``"suite2p"``.
+    metadata : dict, default {}
+        Session metadata for the NWB export (see the config reference); NWB inputs' own
+        metadata win.
     demo : dict, default {"enabled": False}
         Synthetic demo session settings (enabled, n_recordings, height, width, frames, seed),
         used by the Snakemake workflow to generate recordings into ``root``.
@@ -136,7 +153,8 @@ class SessionConfig:
 
     root: str | Path
     pattern: str = "*.tif"
-    recordings: list[str] | None = None
+    recordings: list[str] | str | None = None
+    nwb_series: str | None = None
     center: str | None = None
     output_root: str | Path = "compensated_outputs"
     final_results: str | Path = "final_results"
@@ -155,6 +173,8 @@ class SessionConfig:
     align_chunk_size: int = 256
     align_output_format: str = "TIFF"
     exclude_misaligned: bool = False
+    export: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
     demo: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
 
     def __post_init__(self) -> None:
@@ -256,45 +276,96 @@ class SessionConfig:
         """Folder of the session results."""
         return self._resolve(self.final_results)
 
-    def discover_input_files(self) -> list[Path]:
-        """The session's recordings, sorted by file name.
+    def discover_input_files(self) -> list[Path | MovieSource]:
+        """The session's recordings, sorted by name.
+
+        A recording is a movie file (a plain Path), or a
+        :class:`~pyflowreg.io.recording.MovieSource` where it is more: several files (a
+        recordings sheet, ScanImage split files, a Bruker folder) or an NWB file read with
+        ``nwb_series``. Without a sheet, ``pattern`` selects files and folders in ``root``:
+        movie files, ``.zarr`` stores and Bruker PrairieView folders; ScanImage split files of
+        one acquisition are grouped into one recording named after their base name.
 
         Raises
         ------
         FileNotFoundError
-            If ``root`` or an explicitly listed recording does not exist, or nothing matches.
+            If ``root``, the sheet or a listed file does not exist, or nothing matches.
+        ConfigError
+            Two recordings with one name, or one file in two recordings.
+        ValueError
+            A malformed sheet, or numbered files with a gap or out of order.
         """
         root = self.root_path
         if not root.is_dir():
             raise FileNotFoundError(f"root folder {root} does not exist")
-        if self.recordings:
-            files = [root / name for name in self.recordings]
-            missing = [str(p) for p in files if not p.is_file()]
-            if missing:
-                raise FileNotFoundError(f"recordings not found: {missing}")
-        else:
-            files = [
-                p for p in root.glob(self.pattern)
-                if p.is_file() and not is_temporary_path(p)
-                and p.suffix.lower() in READER_SUFFIXES
-            ]
-            if not files:
-                raise FileNotFoundError(
-                    f"no recordings match pattern {self.pattern!r} in {root}"
-                )
-        files = sorted(files, key=lambda p: p.name)
-        stems = [p.stem for p in files]
+        try:
+            recordings = self._find_recordings(root)
+        except ValueError as exc:  # a sheet, a Bruker XML or the files' numbering
+            raise ConfigError(str(exc)) from None
+        recordings = sorted(recordings, key=_sort_name)
+        stems = [r.stem for r in recordings]
         duplicates = sorted({s for s in stems if stems.count(s) > 1})
         if duplicates:
             clashes = "; ".join(
-                " and ".join(p.name for p in files if p.stem == stem) for stem in duplicates
+                " and ".join(r.name for r in recordings if r.stem == stem) for stem in duplicates
             )
             raise ConfigError(
                 f"{clashes} in {root} share a file stem; their output folders "
                 f"<output_root>/{duplicates[0]}/ would collide (keep one, or select one with "
                 "'pattern' or 'recordings')"
             )
-        return files
+        try:
+            check_disjoint(recordings)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return recordings
+
+    def _find_recordings(self, root: Path) -> list[Path | MovieSource]:
+        if isinstance(self.recordings, str):
+            return [_simplest(source) for source in read_recordings_sheet(
+                self._resolve(self.recordings), root, series=self.nwb_series)]
+        if self.recordings:
+            entries = [root / name for name in self.recordings]
+            missing = [str(p) for p in entries if not p.exists()]
+            if missing:
+                raise FileNotFoundError(f"recordings not found: {missing}")
+            return self._recordings_of(entries)
+        entries = [p for p in root.glob(self.pattern) if _is_recording_entry(p)]
+        if not entries:
+            raise FileNotFoundError(f"no recordings match pattern {self.pattern!r} in {root}")
+        return self._recordings_of(entries)
+
+    def _recordings_of(self, entries: list[Path]) -> list[Path | MovieSource]:
+        """Files, stores and folders as recordings: Bruker folders and ScanImage split files
+        become one recording each; NWB files carry ``nwb_series``."""
+        recordings: list[Path | MovieSource] = []
+        files = []
+        for entry in entries:
+            if entry.is_dir() and not entry.name.lower().endswith(".zarr"):
+                if not is_bruker_folder(entry):
+                    raise ConfigError(f"{entry}: a folder is a recording only as a Bruker "
+                                      "PrairieView folder (with its .xml) or a .zarr store")
+                recordings.append(bruker_source(entry))
+            elif self.nwb_series is not None and entry.suffix.lower() == ".nwb":
+                recordings.append(MovieSource.single(entry, series=self.nwb_series))
+            else:
+                files.append(entry)
+        return recordings + group_scanimage_files(files)
+
+    def recording(self, stem: str) -> Path | MovieSource:
+        """The recording named ``stem`` (its output folder's name).
+
+        Raises
+        ------
+        ConfigError
+            When no recording of the session has that name.
+        """
+        recordings = self.discover_input_files()
+        for recording in recordings:
+            if recording.stem == stem:
+                return recording
+        raise ConfigError(f"no recording named {stem!r}; the recordings are "
+                          f"{[r.stem for r in recordings]}")
 
     def resolve_center(self, files: list[Path] | None = None) -> tuple[int, Path]:
         """0-based index and path of the center (reference) recording."""
@@ -312,7 +383,8 @@ class SessionConfig:
 
     def output_folder(self, recording: Path) -> Path:
         """Stage 1 output folder of a recording."""
-        return self.output_root_path / Path(recording).stem
+        stem = recording.stem if isinstance(recording, MovieSource) else Path(recording).stem
+        return self.output_root_path / stem
 
     def stage1_options(self) -> OFOptions:
         """Stage 1 options: quality_setting and n_workers, overridden by ``flow_options``."""
@@ -321,11 +393,46 @@ class SessionConfig:
         return OFOptions.from_dict(values)
 
 
+def _is_recording_entry(path: Path) -> bool:
+    """What ``pattern`` may select: a movie file, a .zarr store or a Bruker folder."""
+    if is_temporary_path(path):
+        return False
+    if path.is_dir():
+        return path.name.lower().endswith(".zarr") or is_bruker_folder(path)
+    return path.is_file() and path.suffix.lower() in READER_SUFFIXES
+
+
+def _simplest(source: MovieSource) -> Path | MovieSource:
+    # A single file named like its recording and read without options is just its path, the
+    # form the rest of the session (and status files written before sheets) know it by.
+    if source.is_single_file:
+        path = source.parts[0][0]
+        if path.stem == source.stem and (source.series is None or path.suffix.lower() != ".nwb"):
+            return path
+    return source
+
+
+def _sort_name(recording: Path | MovieSource) -> str:
+    return recording.stem if isinstance(recording, MovieSource) else recording.name
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+
+
+def job_recording(values: dict[str, Any], stem: str, movie: str | list[str]) -> Path | MovieSource:
+    """The recording a workflow job corrects, from the job's config, wildcard and input.
+
+    A plain movie file named like its recording is its own input; anything else (several
+    files, a store, an NWB series) is looked up in the session, which costs one discovery.
+    """
+    if isinstance(movie, str) and Path(movie).stem == stem and not (
+            values.get("nwb_series") and Path(movie).suffix.lower() == ".nwb"):
+        return Path(movie)
+    return SessionConfig.from_dict(dict(values), source="workflow config").recording(stem)
 
 
 def get_array_task_id() -> int | None:

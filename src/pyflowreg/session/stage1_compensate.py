@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pyflowreg.io import atomic_save_npy, atomic_save_npz, check_not_constant, open_movie
+from pyflowreg.io import atomic_save_npy, atomic_save_npz, check_not_constant
+from pyflowreg.io.recording import open_recording
 from pyflowreg.motion_correction.compensate import compensate_recording, is_complete
 from pyflowreg.motion_correction.reference import reference_frame_indices
 from pyflowreg.motion_correction.segments import (
@@ -75,7 +76,7 @@ def check_recordings(
     geometry = {}
     for path in files:
         try:
-            with open_movie(path) as reader:
+            with open_recording(path) as reader:
                 if reader.n_frames < 2:
                     raise ValueError(
                         f"{path}: has {reader.n_frames} frame(s); motion correction needs at "
@@ -134,7 +135,7 @@ def stage1_tasks(config: SessionConfig, files: list[Path] | None = None
         return [(path, None) for path in files]
     tasks = []
     for path in files:
-        with open_movie(path) as reader:
+        with open_recording(path) as reader:
             n_frames = reader.n_frames
         tasks.extend((path, k) for k in range(len(segment_bounds(n_frames,
                                                                  config.segment_frames))))
