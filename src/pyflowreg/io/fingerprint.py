@@ -99,6 +99,21 @@ _pending: dict[tuple[str, int, int], _Pending] = {}
 _pending_lock = threading.Lock()
 
 
+def _members(recording) -> tuple[list[tuple[str, Path]], bool]:
+    """:func:`member_files`, and whether the recording is one plain file (whose fingerprint
+    keeps the one-file form)."""
+    from .recording import source_files
+
+    sources = [Path(f) for f in source_files(recording)]
+    if len(sources) == 1 and not sources[0].is_dir():
+        return [(sources[0].name, sources[0])], True
+    files: list[Path] = []
+    for f in sources:
+        files.extend(sorted(p for p in f.rglob("*") if p.is_file()) if f.is_dir() else [f])
+    base = Path(os.path.commonpath([str(f.parent) for f in files]))
+    return [(str(f.relative_to(base)), f) for f in files], False
+
+
 def member_files(recording) -> list[tuple[str, Path]]:
     """(name, path) of every file a recording's content lives in.
 
@@ -106,26 +121,7 @@ def member_files(recording) -> list[tuple[str, Path]]:
     :class:`~pyflowreg.io.recording.MovieSource` is every file of every block. Names are
     relative to the files' common folder, so a session folder that moves keeps its names.
     """
-    from .recording import source_files
-
-    files: list[Path] = []
-    for f in source_files(recording):
-        f = Path(f)
-        if f.is_dir():
-            files.extend(sorted(p for p in f.rglob("*") if p.is_file()))
-        else:
-            files.append(f)
-    if len(files) == 1 and not Path(source_files(recording)[0]).is_dir():
-        return [(files[0].name, files[0])]
-    base = Path(os.path.commonpath([str(f.parent) for f in files]))
-    return [(str(f.relative_to(base)), f) for f in files]
-
-
-def _is_plain_file(recording) -> bool:
-    from .recording import source_files
-
-    files = source_files(recording)
-    return len(files) == 1 and not Path(files[0]).is_dir()
+    return _members(recording)[0]
 
 
 def start_hashing(recording) -> None:
@@ -163,8 +159,8 @@ def input_fingerprint(recording) -> dict:
     are still those it started with, otherwise hashes now. When a file changes while it is
     being hashed, its ``sha256`` is ``None``, which no later check accepts.
     """
-    members = member_files(recording)
-    if _is_plain_file(recording):
+    members, plain = _members(recording)
+    if plain:
         return _file_fingerprint(*members[0])
     from .recording import MovieSource
 
@@ -200,10 +196,10 @@ def fingerprint_matches(recorded: dict | None, recording) -> bool:
     if not isinstance(recorded, dict):
         return False
     try:
-        members = member_files(recording)
+        members, plain = _members(recording)
     except OSError:
         return False
-    if _is_plain_file(recording):
+    if plain:
         return "files" not in recorded and _file_matches(recorded, *members[0])
     files = recorded.get("files")
     if not isinstance(files, list) or len(files) != len(members):

@@ -178,6 +178,8 @@ class ConcatMovieReader(MovieReader):
 
     #: Files kept open between reads (the current block and the one before a border).
     OPEN_FILES = 2
+    # A block may be a .zarr store; what each file is, is checked when it is probed.
+    directory_store = True
 
     def __init__(self, source: MovieSource, **options: Any) -> None:
         files = source.files
@@ -186,10 +188,7 @@ class ConcatMovieReader(MovieReader):
         for f in files:
             if not f.exists():
                 raise FileNotFoundError(f"recording {source.stem!r}: file not found: {f}")
-        self._path = files[0]
-        self._shape = (0, 0, 0, 0)
-        self._dtype = np.dtype(np.float32)
-        self._closed = False
+        super().__init__(files[0])
         self.source = source
         self._options = options
         self._open: dict[int, list[MovieReader]] = {}

@@ -87,9 +87,12 @@ def session_mask(config: SessionConfig) -> np.ndarray:
         return np.asarray(bundle["final_valid"], dtype=bool)
 
 
-def exported_recordings(config: SessionConfig) -> list[ExportedRecording]:
+def exported_recordings(config: SessionConfig,
+                        recordings: list[Path | MovieSource] | None = None
+                        ) -> list[ExportedRecording]:
     """The recordings both exports hold: those of the session in recording order, without the
     ones ``exclude_misaligned`` left out of the session mask (``qc/session.json``).
+    ``recordings`` are the session's (default ``config.discover_input_files()``).
 
     Raises
     ------
@@ -100,7 +103,7 @@ def exported_recordings(config: SessionConfig) -> list[ExportedRecording]:
     suffix = ALIGNED_SUFFIX[config.align_output_format.upper()]
     excluded = set(excluded_recordings(final))
     kept = []
-    for path in config.discover_input_files():
+    for path in config.discover_input_files() if recordings is None else recordings:
         if path.stem in excluded:
             continue
         video = final / f"aligned_{path.stem}{suffix}"
@@ -326,7 +329,7 @@ def export_nwb(config: SessionConfig, *, chunk_frames: int | None = None,
     files = config.discover_input_files()
     metadata = check_nwb_metadata(config, files, log=log)
     sources = metadata.pop("sources")
-    recordings = exported_recordings(config)
+    recordings = exported_recordings(config, files)
     final = config.final_results_path
     mask = session_mask(config)
     report = _read_json(qc_dir(final) / SESSION_QC_FILE)
@@ -424,8 +427,8 @@ def export_nwb(config: SessionConfig, *, chunk_frames: int | None = None,
                    {"rate": series.rate, "starting_time": series.starting_time}),
             ))
 
-    ophys.add(_session_images(config, mask, report, Images, GrayscaleImage))
-    ophys.add(_recording_table(config, report, DynamicTable))
+    ophys.add(_session_images(config, files, mask, report, Images, GrayscaleImage))
+    ophys.add(_recording_table(config, files, report, DynamicTable))
     ophys.add(_session_table(report, mask, DynamicTable))
 
     path = final / NWB_FILE
@@ -552,8 +555,8 @@ def _stage1_rigid(config: SessionConfig, recording: ExportedRecording, log) -> n
     return rigid.astype(np.float32)  # null (no valid pixel) became NaN above
 
 
-def _session_images(config: SessionConfig, mask: np.ndarray, report: dict, Images,
-                    GrayscaleImage):
+def _session_images(config: SessionConfig, files: list[Path | MovieSource], mask: np.ndarray,
+                    report: dict, Images, GrayscaleImage):
     final = config.final_results_path
     coverage_path = qc_dir(final) / COVERAGE_FILE
     if not coverage_path.is_file():
@@ -578,7 +581,7 @@ def _session_images(config: SessionConfig, mask: np.ndarray, report: dict, Image
                          f" (channel {CHANNEL + 1}), the reference of the alignment; axes (x, y)"),
         ),
     ]
-    for path in config.discover_input_files():
+    for path in files:
         w_path = config.output_folder(path) / W_FILE
         if not w_path.is_file():
             raise MissingStageOutput(f"recording {path.stem}: {w_path} is missing; run stage 2")
@@ -601,10 +604,11 @@ def _session_images(config: SessionConfig, mask: np.ndarray, report: dict, Image
     )
 
 
-def _recording_table(config: SessionConfig, report: dict, DynamicTable):
+def _recording_table(config: SessionConfig, files: list[Path | MovieSource], report: dict,
+                     DynamicTable):
     """One row per recording: its session QC entry and its Stage 1 qc.json scalars."""
     rows = []
-    for path in config.discover_input_files():
+    for path in files:
         entry = dict(report.get("recordings", {}).get(path.stem, {}))
         row: dict[str, Any] = {"recording": path.stem}
         shift = entry.pop("rigid_shift_px", None) or [None, None]
