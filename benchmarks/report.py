@@ -39,6 +39,9 @@ COMMANDS = {
     "optical_flow": "python benchmarks/optical_flow.py --sizes 256 512 --repeats 5 "
                     "--json benchmarks/results/optical_flow.json",
     "accuracy": "python benchmarks/accuracy.py --json benchmarks/results/accuracy.json",
+    "accuracy_1024": "python benchmarks/accuracy.py --models smooth smooth_wide --photons 10 "
+                     "100 --presets balanced --sizes 1024 --no-quote "
+                     "--json benchmarks/results/accuracy_1024.json",
     "suite2p": "python benchmarks/suite2p_baseline.py --models smooth local local_patches "
                "jitter real --photons 3 10 100 1000 --json benchmarks/results/suite2p.json",
     "accuracy_session": "python benchmarks/accuracy.py --session "
@@ -60,6 +63,8 @@ COMMANDS = {
                       "--json benchmarks/results/stage1_workers.json",
     "job_overhead": "python benchmarks/job_overhead.py --rounds 2 "
                     "--json benchmarks/results/job_overhead.json",
+    "recording_profile": "python benchmarks/recording_profile.py "
+                         "--json benchmarks/results/recording_profile.json",
     "session_rois": "python benchmarks/session_rois.py "
                     "--json benchmarks/results/session_rois.json",
     "multifile": "python benchmarks/multifile.py --json benchmarks/results/multifile.json",
@@ -271,6 +276,30 @@ def _alpha_text(row: dict) -> str:
     return ", ".join(f"{a:g} ({p})" for a, p in pairs if a is not None) or "—"
 
 
+def accuracy_lines(doc: dict) -> list[str]:
+    res = doc["results"]
+    goals = res.get("goals", [])
+    return [run_header(doc), "", table(
+        ["model", "photons/unit", "preset", "frames", "EPE mean (p95), px", "offset, px",
+         "distortion, px", "mean-image error, % (true fields)", "CPU-s/frame",
+         "reference %", "alpha (path of its choice)", "goal"],
+        [[r["model"], photons_text(r["photons"]), r["preset"],
+          shape_text(r["size"], r["frames"]),
+          epe_text(r["epe_mean"], r["epe_p95"]), num(r["offset"], 3),
+          num(r["distortion"], 3),
+          f"{num(r['image_error'], 2)} ({num(r['image_error_ideal'], 2)})",
+          num(r["cpu_s_per_frame"], 4),
+          num(None if r["reference_share"] is None else 100 * r["reference_share"], 0),
+          _alpha_text(r), _goal(r, goals)] for r in res["cases"]])]
+
+
+ACCURACY_1024_INTRO = (
+    "The same measurement at 1024² (balanced; the synthetic models only), where a frame holds "
+    "four times the pixels of the 512 px grid: whether the choice of the smoothness weight "
+    "keeps scaling with the frame. No goal is set at this size."
+)
+
+
 def section_accuracy(docs: dict, reference: list[dict]) -> str:
     out = ["## Stage 1 accuracy against ground truth", "",
            "`benchmarks/accuracy.py` writes a synthetic recording per motion model and photon "
@@ -286,23 +315,7 @@ def section_accuracy(docs: dict, reference: list[dict]) -> str:
            "frames' own noise); \"reference %\" is the reference's share of Stage 1's wall "
            "time. The goal column holds the accuracy targets (balanced preset, EPE mean).", ""]
     doc = docs.get("accuracy")
-    if doc is None:
-        out.append(absent("accuracy"))
-    else:
-        res = doc["results"]
-        goals = res.get("goals", [])
-        out += [run_header(doc), "", table(
-            ["model", "photons/unit", "preset", "frames", "EPE mean (p95), px", "offset, px",
-             "distortion, px", "mean-image error, % (true fields)", "CPU-s/frame",
-             "reference %", "alpha (path of its choice)", "goal"],
-            [[r["model"], photons_text(r["photons"]), r["preset"],
-              shape_text(r["size"], r["frames"]),
-              epe_text(r["epe_mean"], r["epe_p95"]), num(r["offset"], 3),
-              num(r["distortion"], 3),
-              f"{num(r['image_error'], 2)} ({num(r['image_error_ideal'], 2)})",
-              num(r["cpu_s_per_frame"], 4),
-              num(None if r["reference_share"] is None else 100 * r["reference_share"], 0),
-              _alpha_text(r), _goal(r, goals)] for r in res["cases"]])]
+    out += [absent("accuracy")] if doc is None else accuracy_lines(doc)
     entries = [e for e in reference if e["benchmark"] == "accuracy"]
     rows = []
     for e in entries:
@@ -611,6 +624,28 @@ def job_overhead_lines(doc: dict) -> list[str]:
     return lines
 
 
+PROFILE_INTRO = (
+    "`benchmarks/recording_profile.py` times the steps of one short recording's Stage 1 "
+    "(`compensate_recording`, one worker, in a warm process: numba kernels and imports "
+    "loaded) with timers around the library function of each step, and keeps the round of "
+    "least CPU. Indented steps are part of the step above them."
+)
+
+
+def profile_lines(doc: dict) -> list[str]:
+    params, best = doc["meta"]["params"], doc["results"]["best"]
+    rows = []
+    for step in best["steps"]:
+        rows.append([("&nbsp;&nbsp;" if step["part_of"] else "") + step["step"],
+                     num(step["cpu_s"], 2), f"{100 * step['cpu_s'] / best['cpu_s']:.0f} %"])
+    rows.append(["whole recording", num(best["cpu_s"], 2), "100 %"])
+    return [run_header(doc), "",
+            f"Recording: {shape_text(params['size'], params['frames'])}, {params['preset']}, "
+            f"{params['workers']} worker(s); {num(best['cpu_s'] / params['frames'], 4)} "
+            f"CPU-s per frame, best of {params['rounds']} rounds.", "",
+            table(["step", "CPU-s", "share"], rows)]
+
+
 SESSION_ROIS_INTRO = (
     "`benchmarks/session_rois.py` runs suite2p's ROI detection and trace extraction "
     "(registration off) once on a whole synthetic session with known neurons and traces: on "
@@ -770,6 +805,9 @@ def render_page(results: Path = RESULTS, reference_path: Path = REFERENCE_FIGURE
         "",
         section_accuracy(docs, reference),
         "",
+        section("Stage 1 accuracy at 1024²", ACCURACY_1024_INTRO, docs, "accuracy_1024",
+                accuracy_lines, level=3),
+        "",
         section_suite2p(docs),
         "",
         section("Session alignment and mask", SESSION_INTRO, docs, "accuracy_session",
@@ -796,6 +834,9 @@ def render_page(results: Path = RESULTS, reference_path: Path = REFERENCE_FIGURE
         "",
         section("Cost of a workflow job", JOB_OVERHEAD_INTRO, docs, "job_overhead",
                 job_overhead_lines),
+        "",
+        section("Where a short recording's time goes", PROFILE_INTRO, docs,
+                "recording_profile", profile_lines),
         "",
         section("One ROI set across a session", SESSION_ROIS_INTRO, docs, "session_rois",
                 session_rois_lines),
