@@ -90,6 +90,25 @@ def _discover():
 INPUT_FILES = _discover()
 RAW = {p.stem: p for p in INPUT_FILES}
 RECORDINGS = sorted(RAW)
+
+
+def _stage1_threads():
+    """Threads of an unsplit Stage 1 job: a local run's cores shared out over the recordings
+    (1 to 4), 2 on a cluster.
+
+    Two frame workers in one process cost about a third more CPU than one on a short
+    recording and gain less wall time than a second recording's job on the other core, which
+    runs at full speed beside the first (benchmarks/recording_profile.py, docs/scaling.md);
+    beyond 4 threads a job gains little (the serial share of a job is about 37 %). On a
+    cluster each job gets its own cores, and the job's own Snakemake process (not the main
+    one) must arrive at the same count, so there it stays fixed. --set-threads overrides it.
+    """
+    if not workflow.is_main_process or workflow.nodes is not None:
+        return 2
+    return max(1, min(4, workflow.cores // max(1, len(RECORDINGS))))
+
+
+STAGE1_THREADS = _stage1_threads()
 try:
     CENTER_INDEX, CENTER_FILE = SESSION.resolve_center(INPUT_FILES)
 except ConfigError as exc:

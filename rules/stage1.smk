@@ -66,7 +66,7 @@ rule compensate:
     conda:
         "../envs/flowreg.yaml"
     # A join only links the segments and merges their sums.
-    threads: 1 if SESSION.segment_frames else 2
+    threads: 1 if SESSION.segment_frames else STAGE1_THREADS
     resources:
         mem_mb=2000,
         runtime=30 if SESSION.segment_frames else 120,
