@@ -105,7 +105,12 @@ def _stage1_threads():
     """
     if not workflow.is_main_process or workflow.nodes is not None:
         return 2
-    return max(1, min(4, workflow.cores // max(1, len(RECORDINGS))))
+    # Without --cores (a command that runs no job: --report, --lint) there is nothing to share.
+    try:
+        cores = workflow.cores
+    except WorkflowError:
+        return 2
+    return max(1, min(4, cores // max(1, len(RECORDINGS))))
 
 
 STAGE1_THREADS = _stage1_threads()
