@@ -37,33 +37,3 @@ def real_data_dir() -> Path:
         pytest.skip(f"real data not available: {folder} (expected beside the repository, or "
                     f"set {REAL_DATA_ENV})")
     return folder
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Run the tests of a module that share a module- or class-scoped fixture (and its
-    parameter) on one xdist worker.
-
-    With ``--dist loadgroup`` ungrouped tests are spread one by one, so two tests of one
-    expensive fixture (a workflow run, a 512 px correction) would often land on both workers
-    and each worker would compute it. Grouping them computes it once; tests that already name
-    their group keep it. Runs before xdist turns the marks into node ids.
-    """
-    for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        fixture_info = getattr(item, "_fixtureinfo", None)
-        if fixture_info is None:
-            continue
-        shared = sorted(
-            name for name, definitions in fixture_info.name2fixturedefs.items()
-            if definitions[-1].scope in ("module", "class")
-        )
-        if not shared:
-            continue
-        name = shared[0]
-        callspec = getattr(item, "callspec", None)
-        param = callspec.indices[name] if callspec is not None and name in callspec.params else ""
-        # No "]" in the name: xdist takes a node id's "@" suffix as its group only when the
-        # suffix follows the last "]".
-        item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}.{name}.{param}"))
