@@ -243,14 +243,18 @@ def load_final_mask(workdir: Path, root: str = ROOT) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def base_run(tmp_path_factory, snakemake, recordings_source) -> Path:
-    """Workdir after one complete, uninterrupted run on rec_00..rec_02 (do not modify)."""
-    workdir = make_workdir(tmp_path_factory.mktemp("base") / "wd", recordings_source, N_BASE)
-    result = snakemake.ok(workdir)
-    counts = job_counts(result)
-    assert counts["compensate"] == N_BASE and counts["session_mask"] == 1, result.describe()
-    (workdir / "run.log").write_text(result.output)
-    return workdir
+def base_run(build_once, snakemake, recordings_source) -> Path:
+    """Workdir after one complete, uninterrupted run on rec_00..rec_02 (do not modify).
+
+    Made once for all test workers (see ``build_once``)."""
+    def run(folder: Path) -> None:
+        workdir = make_workdir(folder / "wd", recordings_source, N_BASE)
+        result = snakemake.ok(workdir)
+        counts = job_counts(result)
+        assert counts["compensate"] == N_BASE and counts["session_mask"] == 1, result.describe()
+        (workdir / "run.log").write_text(result.output)
+
+    return build_once("base_run", run) / "wd"
 
 
 @pytest.fixture(scope="session")
