@@ -11,11 +11,11 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from pathlib import Path
 
-from pyflowreg.core.threads import set_numba_threads
+from pyflowreg.core.threads import set_job_threads
 from pyflowreg.session.stage2_between_avgs import align_to_center, load_average
 from pyflowreg.session.stage3_valid_mask import recording_masks
 
-set_numba_threads(snakemake.threads)
+set_job_threads(snakemake.threads)
 folder = Path(snakemake.output.w).parent
 center = snakemake.params.center
 w = align_to_center(

@@ -6,14 +6,14 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from pathlib import Path
 
-from pyflowreg.core.threads import set_numba_threads
+from pyflowreg.core.threads import set_job_threads
 from pyflowreg.session.stage2_between_avgs import load_average
 from pyflowreg.session.stage3_valid_mask import (
     export_aligned_video,
     load_displacement,
 )
 
-set_numba_threads(snakemake.threads)
+set_job_threads(snakemake.threads)
 export_aligned_video(
     snakemake.input.h5,
     load_displacement(Path(snakemake.input.w).parent),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numba
 import pytest
+from threadpoolctl import threadpool_info
 
 from pyflowreg.session import ConfigError, SessionConfig
 from pyflowreg.session import stage2_between_avgs as stage2
@@ -59,17 +60,24 @@ def test_backend_params_numba_threads_drive_stage2_and_are_restored(small_root, 
 
     def recording(*args, **kwargs):
         seen.append(numba.get_num_threads())
+        seen_blas.append(blas_threads())
         return real(*args, **kwargs)
 
+    seen_blas = []
     monkeypatch.setattr(stage2, "get_displacement", recording)
-    before = numba.get_num_threads()
+    before, blas_before = numba.get_num_threads(), blas_threads()
     run_stage2(config)
     assert seen and set(seen) == {1}
-    assert numba.get_num_threads() == before
+    assert all(threads <= {1} for threads in seen_blas)  # <=: a numpy without BLAS has none
+    assert numba.get_num_threads() == before and blas_threads() == blas_before
     if numba.config.NUMBA_NUM_THREADS > 1:  # and without the setting, every thread is used
         seen.clear()
         run_stage2(_config(small_root, resume=False))
         assert set(seen) == {before}
+
+
+def blas_threads() -> set[int]:
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 
 
 # --------------------------------------------------------------------------- scheduler

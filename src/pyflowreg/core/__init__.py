@@ -5,7 +5,7 @@ from pyflowreg._lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "optical_flow": ("FlowEstimator", "FlowParameters", "get_displacement"),
     "rigid": ("estimate_rigid_shift",),
-    "threads": ("set_numba_threads",),
+    "threads": ("set_job_threads", "set_numba_threads"),
     "warping": ("align_sequence", "backward_valid_mask", "compute_batch_valid_masks",
                 "imregister_binary", "imregister_wrapper"),
 })

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
+from pyflowreg.core.threads import limit_blas_threads
+
 
 class FramePool:
     """Ordered ``map`` over frames on ``n_workers`` threads (inline when n_workers is 1)."""
@@ -44,17 +46,21 @@ class FramePool:
 
 
 class CorrectionPool(FramePool):
-    """A :class:`FramePool` whose caller also runs numba on one thread while it is open.
+    """A :class:`FramePool` whose caller also runs numba, and the process its BLAS library, on
+    one thread while it is open.
 
-    With one worker the frames are corrected on the calling thread itself; its numba thread
-    count is restored on exit.
+    With one worker the frames are corrected on the calling thread itself. The parallelism is
+    the workers'; a BLAS call (phase correlation and regressions of the noise fit) that spread
+    over every core would only compete with them. Both thread counts are restored on exit.
     """
 
     def __enter__(self) -> CorrectionPool:
         self._caller_threads = numba.get_num_threads()
         numba.set_num_threads(1)
+        self._blas_limit = limit_blas_threads(1)
         return self
 
     def __exit__(self, *exc) -> None:
         super().__exit__(*exc)
+        self._blas_limit.restore_original_limits()
         numba.set_num_threads(self._caller_threads)

@@ -8,8 +8,9 @@ The built-in backend ``flowreg`` (numba) takes
     error.
 ``numba_threads``
     numba threads of Stages 2 and 3 (flow between the temporal averages, warping of the aligned
-    videos); kernels split images of 100k pixels or more across them. Default: every CPU
-    available to the process. The caller's thread count is restored afterwards.
+    videos); kernels split images of 100k pixels or more across them. The BLAS library gets
+    as many. Default: every CPU available to the process. The caller's thread counts are
+    restored afterwards.
 
 Unknown entries are rejected by name (the schema lists these two), before any work starts.
 """
@@ -20,7 +21,7 @@ import functools
 
 import numba
 
-from pyflowreg.core.threads import set_numba_threads
+from pyflowreg.core.threads import limit_blas_threads, set_numba_threads
 
 
 def stage1_workers(config) -> int | None:
@@ -41,7 +42,8 @@ def check_backend_params(config) -> str | None:
 
 
 def with_backend_threads(stage):
-    """Run ``stage(config, ...)`` with ``config.backend_params['numba_threads']`` numba threads."""
+    """Run ``stage(config, ...)`` with ``config.backend_params['numba_threads']`` numba (and
+    BLAS) threads."""
 
     @functools.wraps(stage)
     def run(config, *args, **kwargs):
@@ -49,10 +51,11 @@ def with_backend_threads(stage):
         if n_threads is None:
             return stage(config, *args, **kwargs)
         previous = numba.get_num_threads()
-        set_numba_threads(n_threads)
+        blas_limit = limit_blas_threads(set_numba_threads(n_threads))
         try:
             return stage(config, *args, **kwargs)
         finally:
+            blas_limit.restore_original_limits()
             numba.set_num_threads(previous)
 
     return run
