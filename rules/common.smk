@@ -96,9 +96,10 @@ def _stage1_threads():
     """Threads of an unsplit Stage 1 job: a local run's cores shared out over the recordings
     (1 to 4), 2 on a cluster.
 
-    Two frame workers in one process cost about a third more CPU than one on a short
-    recording and gain less wall time than a second recording's job on the other core, which
-    runs at full speed beside the first (benchmarks/recording_profile.py, docs/scaling.md);
+    Two frame workers in one process cost more CPU than one (2-30 % on a short recording,
+    depending on the machine) and gain less wall time than a second recording's job on the
+    other core, which runs at about full speed beside the first
+    (benchmarks/recording_profile.py, docs/scaling.md);
     beyond 4 threads a job gains little (the serial share of a job is about 37 %). On a
     cluster each job gets its own cores, and the job's own Snakemake process (not the main
     one) must arrive at the same count, so there it stays fixed. --set-threads overrides it.
