@@ -193,9 +193,10 @@ def numpy_red_black_sweeps(tensor, u, v, alpha, a_data, omega, n_sweeps):
     return du, dv
 
 
-def test_sor_solver_matches_numpy_reference():
+# Odd and even widths: the solver keeps even and odd columns in separate halves of a row.
+@pytest.mark.parametrize("h, w", [(9, 11), (10, 12), (7, 6)])
+def test_sor_solver_matches_numpy_reference(h, w):
     rng = np.random.default_rng(4)
-    h, w = 9, 11
     tensor = (rng.random((1, 6, h, w)) * 0.2).astype(np.float32)
     tensor[0, 0] += 1
     tensor[0, 3] += 1
@@ -207,8 +208,14 @@ def test_sor_solver_matches_numpy_reference():
     u_pad[1:-1, 1:-1], v_pad[1:-1, 1:-1] = u, v
     du = np.zeros(padded, np.float32)
     dv = np.zeros(padded, np.float32)
-    work = [np.zeros(padded, np.float32) for _ in range(10)]
-    work += [np.zeros((2 * (h + 2), w + 2), np.float32), np.zeros(padded, np.int32)]
+    k = variational.split_width(w)
+    work = [np.zeros(padded, np.float32) for _ in range(3)]
+    work += [
+        np.zeros((variational.N_SPLIT, h + 2, 2, k), np.float32),
+        np.zeros((1, variational.N_TENSOR, h + 2, 2, k), np.float32),
+        np.zeros((2 * (h + 2), 2 * k), np.float32),
+        np.zeros((h + 2, 2 * k), np.int32),
+    ]
     variational.solve_level_serial(
         tensor, np.ones(1, np.float32), u_pad, v_pad, du, dv, 1.5, 1.5, 0.45, 1.0,
         1.95, 3, 10, *work,

@@ -24,6 +24,8 @@ from numba import get_num_threads, njit, prange
 from pyflowreg.core.threads import use_parallel
 
 KEYS_A = -0.5
+TRANSPOSE_BLOCK = 16  # columns per block of the transposed store of a resampling pass
+CONFLICT_STRIDE = 64  # floats (256 bytes): row strides that map to few cache sets
 
 
 def keys_kernel(distance: np.ndarray) -> np.ndarray:
@@ -90,10 +92,22 @@ def _resample_cols_range(src, indices, weights, out, i0, i1):
 def _resample_cols_transposed(src, indices, weights, out, out_t, i0, i1):
     # Rows i0 .. i1 - 1 of the column pass (see _resample_cols_range), also stored transposed
     # in out_t, the input of the next pass: each thread transposes only the rows it computed.
+    # The transposed rows are out.shape[0] floats apart. When that is a multiple of
+    # CONFLICT_STRIDE floats, stores along a whole row of ``out`` all land in the same few cache
+    # sets and evict each other; blocks of TRANSPOSE_BLOCK columns then keep the lines they
+    # revisit in cache (256 x 205: 75 us whole rows, 36 us blocked). Other strides are faster
+    # over whole rows.
     _resample_cols_range(src, indices, weights, out, i0, i1)
-    for i in range(i0, i1):
-        for x in range(out.shape[1]):
-            out_t[x, i] = out[i, x]
+    width = out.shape[1]
+    if out.shape[0] % CONFLICT_STRIDE:
+        for i in range(i0, i1):
+            for x in range(width):
+                out_t[x, i] = out[i, x]
+        return
+    for x0 in range(0, width, TRANSPOSE_BLOCK):
+        for i in range(i0, i1):
+            for x in range(x0, min(x0 + TRANSPOSE_BLOCK, width)):
+                out_t[x, i] = out[i, x]
 
 
 @njit(cache=True, fastmath=True, nogil=True)

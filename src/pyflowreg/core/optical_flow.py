@@ -267,7 +267,7 @@ class FlowEstimator:
         variational.motion_tensor(
             fixed_level, warped, inside, p.const_assumption == "gc", tensor
         )
-        u_pad, v_pad, du, dv, *work = _level_workspace(h, w)
+        u_pad, v_pad, du, dv, *work = _level_workspace(h, w, n_ch)
         u_pad[1:-1, 1:-1] = smooth_u_px
         v_pad[1:-1, 1:-1] = smooth_v_px
         solve = (
@@ -290,35 +290,46 @@ class FlowEstimator:
         return du, dv
 
 
-# Padded (H + 2, W + 2) arrays of _solve_level: u, v, du, dv and 10 solver work arrays (float32),
-# then one float32 scratch of twice the rows and one int32 scratch.
-_N_SOLVER_ARRAYS = 14
+# Padded (H + 2, W + 2) float32 arrays of _solve_level: u, v, du, dv, w_east, w_south, psi_s.
+_N_PADDED_ARRAYS = 7
 _workspace = threading.local()
 
 
-def _level_workspace(h: int, w: int) -> list[np.ndarray]:
-    """The padded arrays of one level, from a buffer the calling thread keeps between calls.
+def _level_workspace(h: int, w: int, n_ch: int) -> list[np.ndarray]:
+    """The arrays of one level, from a buffer the calling thread keeps between calls.
 
-    Allocating and zeroing 16 padded arrays per level cost about a tenth of an estimate. Each
+    Allocating and zeroing the solver's arrays per level cost about a tenth of an estimate. Each
     thread (frames run on several) keeps one buffer, sized for the largest level it has seen,
-    and takes contiguous views of it. Everything the solver reads before writing is zeroed here:
-    the increments, and the one-pixel border of every array (the smoothness weights across the
-    domain border must be zero; one compiled pass, not four slice assignments per array);
-    interiors of the other work arrays are written first.
+    and takes contiguous views of it: the padded arrays (``_N_PADDED_ARRAYS``), the
+    column-split arrays and the split tensor (see :mod:`pyflowreg.core.variational`), and the
+    float32 and int32 scratch. The one-pixel border of every padded array is zeroed here (the
+    smoothness weights across the domain border must be zero; one compiled pass, not four
+    slice assignments per array); the solver writes everything else before it reads it.
     """
+    k = variational.split_width(w)
     n_padded = (h + 2) * (w + 2)
-    n_floats = (_N_SOLVER_ARRAYS + 2) * n_padded  # the scratch has twice the rows
+    n_split = (h + 2) * 2 * k
+    sizes = (
+        _N_PADDED_ARRAYS * n_padded,
+        variational.N_SPLIT * n_split,
+        n_ch * variational.N_TENSOR * n_split,
+        2 * (h + 2) * 2 * k,
+    )
+    n_floats = sum(sizes)
     floats = getattr(_workspace, "floats", None)
     if floats is None or floats.size < n_floats:
         floats = _workspace.floats = np.empty(n_floats, dtype=np.float32)
-        _workspace.ints = np.empty(n_padded, dtype=np.int32)
-    stacked = floats[: _N_SOLVER_ARRAYS * n_padded].reshape(_N_SOLVER_ARRAYS, h + 2, w + 2)
-    variational.clear_borders(stacked)
-    stacked[2:4] = 0.0  # the increments du, dv
-    arrays = list(stacked)
-    arrays.append(floats[_N_SOLVER_ARRAYS * n_padded : n_floats].reshape(2 * (h + 2), w + 2))
-    arrays.append(_workspace.ints[:n_padded].reshape(h + 2, w + 2))
-    return arrays
+    ints = getattr(_workspace, "ints", None)
+    if ints is None or ints.size < (h + 2) * 2 * k:
+        ints = _workspace.ints = np.empty((h + 2) * 2 * k, dtype=np.int32)
+    ends = np.cumsum(sizes)
+    padded = floats[: ends[0]].reshape(_N_PADDED_ARRAYS, h + 2, w + 2)
+    variational.clear_borders(padded)
+    split = floats[ends[0] : ends[1]].reshape(variational.N_SPLIT, h + 2, 2, k)
+    tensor_split = floats[ends[1] : ends[2]].reshape(n_ch, variational.N_TENSOR, h + 2, 2, k)
+    scratch_f = floats[ends[2] : ends[3]].reshape(2 * (h + 2), 2 * k)
+    scratch_i = ints[: (h + 2) * 2 * k].reshape(h + 2, 2 * k)
+    return [*padded, split, tensor_split, scratch_f, scratch_i]
 
 
 def _checked_flow(flow, name: str, shape: tuple[int, int]) -> np.ndarray | None:

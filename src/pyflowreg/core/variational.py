@@ -11,7 +11,9 @@ red-black SOR with the non-linear weights Psi' lagged: recomputed every ``update
 
 All unknowns live in *padded* arrays of shape (H + 2, W + 2): the ghost border carries zero edge
 weights, so the per-pixel update needs no boundary branches (Neumann boundary). The red-black order
-lets both colours' rows be split across threads without races.
+lets both colours' rows be split across threads without races. Inside the solver the padded rows
+are held column-split (even columns, then odd ones; see ``N_SPLIT``) so that one colour of a
+row is one contiguous run.
 
 Units inside a level are that level's pixels.
 """
@@ -205,165 +207,329 @@ def _pow_row(values, exponent, bits, out):
         out[x] *= scale[x]
 
 
+# The level's unknowns and coefficients are held column-split: row y of an (H + 2, W + 2) padded
+# array becomes (2, K), its even padded columns x = 2k in [0] and its odd ones x = 2k + 1 in [1]
+# (K = split_width(W)). Red-black SOR then updates one colour of a row as one contiguous run of
+# one half, whose neighbours in x are contiguous runs of the other half: each sweep computes
+# every pixel once, where a natural row layout computes the whole row and keeps half.
+#
+# The steps that read neighbours in x run per half with the half's constants, which the
+# compiler needs to vectorise the runs (with run-time offsets they stay scalar):
+#   even half: interior k = 1 .. W // 2, x - 1 = 2(k - 1) + 1 and x + 1 = 2k + 1, so the west and
+#     east neighbours sit at k - 1 and k of the odd half;
+#   odd half: interior k = 0 .. (W + 1) // 2 - 1, x - 1 = 2k and x + 1 = 2(k + 1), at k and k + 1
+#     of the even half.
+# The east edge weight of x - 1 (the pixel's west edge) lies in the other half at the west
+# neighbour's index, that of x in the pixel's own half.
+N_SPLIT = 12  # u, v, du, dv, w_east, w_south, r1, r2, a12, d1, d2, a row of SOR scratch
+
+
+def split_width(width: int) -> int:
+    """K: the length of each half of a padded row of ``width`` interior pixels."""
+    return (width + 3) // 2
+
+
+@njit(cache=True, inline="always")
+def _split_row(row, halves):
+    n = row.shape[0]
+    even, odd = halves[0], halves[1]
+    for k in range(n // 2):
+        even[k] = row[2 * k]
+        odd[k] = row[2 * k + 1]
+    if n % 2:
+        even[n // 2] = row[n - 1]
+
+
+@njit(cache=True, inline="always")
+def _merge_row(halves, row):
+    n = row.shape[0]
+    even, odd = halves[0], halves[1]
+    for k in range(n // 2):
+        row[2 * k] = even[k]
+        row[2 * k + 1] = odd[k]
+    if n % 2:
+        row[n - 1] = even[n // 2]
+
+
+@njit(cache=True, inline="always")
+def _uniform_edge_row(y, height, width, alpha_x, alpha_y, w_east, w_south):
+    # Quadratic smoothness (Psi_s' = 1): an edge weight is alpha between two pixels of the
+    # domain and zero across its border. Column-split row y of both arrays.
+    east, south = w_east[y], w_south[y]
+    for half in range(2):
+        for k in range(east.shape[1]):
+            east[half, k] = 0.0
+            south[half, k] = 0.0
+    if y < 1 or y > height:
+        return
+    edge_x, edge_y = np.float32(alpha_x), np.float32(alpha_y)
+    # East edges of x = 1 .. W - 1, south edges of x = 1 .. W in rows 1 .. H - 1.
+    for k in range(1, (width - 1) // 2 + 1):
+        east[0, k] = edge_x
+    for k in range(width // 2):
+        east[1, k] = edge_x
+    if y < height:
+        for k in range(1, width // 2 + 1):
+            south[0, k] = edge_y
+        for k in range((width + 1) // 2):
+            south[1, k] = edge_y
+
+
+@njit(cache=True, inline="always")
+def _split_tensor_row(tensor, tensor_split, y):
+    # Row y - 1 of the unpadded tensor into padded row y: tensor column t is padded x = t + 1.
+    n_ch, width = tensor.shape[0], tensor.shape[3]
+    for c in range(n_ch):
+        for j in range(N_TENSOR):
+            src = tensor[c, j, y - 1]
+            even, odd = tensor_split[c, j, y, 0], tensor_split[c, j, y, 1]
+            even[0] = 0.0
+            even[even.shape[0] - 1] = 0.0
+            odd[odd.shape[0] - 1] = 0.0
+            for k in range(1, width // 2 + 1):
+                even[k] = src[2 * k - 1]
+            for k in range((width + 1) // 2):
+                odd[k] = src[2 * k]
+
+
 @njit(cache=True, fastmath=True, inline="always")
-def _lagged_system_row(
-    y, tensor, channel_weights, a_data, u, v, du, dv, w_east, w_south,
-    r1, r2, a12, d1, d2, scratch_f, scratch_i,
-):
+def _lagged_system_row(y, width, tensor_flat, split, flat, channel_weights, a_data, scratch_f,
+                       scratch_i):
     # Recompute the data weights Psi_d' at the current increment and fold everything that stays
     # constant during the next sweeps into per-pixel coefficients of the 2x2 point system.
-    # Row views and one store per loop, so that every loop vectorises (see _sor_row).
-    n_ch = tensor.shape[0]
-    width = u.shape[1] - 2
-    ty = y - 1
-    energy = scratch_f[2 * y, :width]
-    psi = scratch_f[2 * y + 1, :width]
-    bits = scratch_i[y, : width]
-    du_row, dv_row = du[y, 1 : width + 1], dv[y, 1 : width + 1]
-    r1_row, r2_row, a12_row = r1[y, 1 : width + 1], r2[y, 1 : width + 1], a12[y, 1 : width + 1]
-    d1_row, d2_row = d1[y, 1 : width + 1], d2[y, 1 : width + 1]
+    # ``split`` holds the column-split arrays (see N_SPLIT), ``flat`` the same with each row's two
+    # halves as one run: the data term is pointwise, so it runs once over the whole row (its
+    # few ghost entries hold zeros and are never read back). One store per loop, so that every
+    # loop vectorises.
+    n_ch = tensor_flat.shape[0]
+    n = flat.shape[2]
+    energy = scratch_f[2 * y, :n]
+    psi = scratch_f[2 * y + 1, :n]
+    bits = scratch_i[y, :n]
+    du_row, dv_row = flat[2, y], flat[3, y]
+    r1_row, r2_row, a12_row = flat[6, y], flat[7, y], flat[8, y]
+    d1_row, d2_row = flat[9, y], flat[10, y]
     for row in (r1_row, r2_row, a12_row, d1_row, d2_row):
-        for x in range(width):
-            row[x] = 0.0
+        for k in range(n):
+            row[k] = 0.0
     two = np.float32(2.0)
     for c in range(n_ch):
-        j11, j12, j13 = tensor[c, 0, ty], tensor[c, 1, ty], tensor[c, 2, ty]
-        j22, j23, j33 = tensor[c, 3, ty], tensor[c, 4, ty], tensor[c, 5, ty]
-        for x in range(width):
-            dux = du_row[x]
-            dvx = dv_row[x]
-            e = (j11[x] * dux * dux + two * j12[x] * dux * dvx + j22[x] * dvx * dvx
-                 + two * j13[x] * dux + two * j23[x] * dvx + j33[x])
-            energy[x] = max(e, np.float32(0.0)) + np.float32(PENALTY_EPS)
+        j11, j12, j13 = tensor_flat[c, 0, y], tensor_flat[c, 1, y], tensor_flat[c, 2, y]
+        j22, j23, j33 = tensor_flat[c, 3, y], tensor_flat[c, 4, y], tensor_flat[c, 5, y]
+        for k in range(n):
+            duk = du_row[k]
+            dvk = dv_row[k]
+            e = (j11[k] * duk * duk + two * j12[k] * duk * dvk + j22[k] * dvk * dvk
+                 + two * j13[k] * duk + two * j23[k] * dvk + j33[k])
+            energy[k] = max(e, np.float32(0.0)) + np.float32(PENALTY_EPS)
         _pow_row(energy, np.float32(a_data - 1.0), bits, psi)
         scale = np.float32(channel_weights[c] * a_data)
-        for x in range(width):
-            psi[x] *= scale
-        for x in range(width):
-            d1_row[x] += psi[x] * j11[x]
-        for x in range(width):
-            a12_row[x] += psi[x] * j12[x]
-        for x in range(width):
-            r1_row[x] -= psi[x] * j13[x]
-        for x in range(width):
-            d2_row[x] += psi[x] * j22[x]
-        for x in range(width):
-            r2_row[x] -= psi[x] * j23[x]
-    # Smoothness: the neighbours' flow enters the right-hand side, the edge weights the diagonal.
-    # x below runs over the padded row (1 .. width).
-    w_e, w_n, w_s = w_east[y], w_south[y - 1], w_south[y]
-    for component in range(2):
-        flow = u if component == 0 else v
-        rhs = r1[y] if component == 0 else r2[y]
-        f_row, f_north, f_south = flow[y], flow[y - 1], flow[y + 1]
-        for x in range(1, width + 1):
-            fc = f_row[x]
-            rhs[x] += (w_e[x - 1] * (f_row[x - 1] - fc) + w_e[x] * (f_row[x + 1] - fc)
-                       + w_n[x] * (f_north[x] - fc) + w_s[x] * (f_south[x] - fc))
-    for component in range(2):
-        diag = d1[y] if component == 0 else d2[y]
-        for x in range(1, width + 1):
-            diag[x] = np.float32(1.0) / (diag[x] + w_e[x - 1] + w_e[x] + w_n[x] + w_s[x])
+        for k in range(n):
+            psi[k] *= scale
+        for k in range(n):
+            d1_row[k] += psi[k] * j11[k]
+        for k in range(n):
+            a12_row[k] += psi[k] * j12[k]
+        for k in range(n):
+            r1_row[k] -= psi[k] * j13[k]
+        for k in range(n):
+            d2_row[k] += psi[k] * j22[k]
+        for k in range(n):
+            r2_row[k] -= psi[k] * j23[k]
+    # Smoothness: one call per half with its constants (see N_SPLIT).
+    u, v, w_east, w_south = split[0], split[1], split[4], split[5]
+    r1, r2, d1, d2 = split[6], split[7], split[9], split[10]
+    _smoothness_run(y, 0, 1, -1, 0, 1, width // 2, u, v, w_east, w_south, r1, r2, d1, d2)
+    _smoothness_run(y, 1, 0, 0, 1, 0, (width + 1) // 2, u, v, w_east, w_south, r1, r2,
+                    d1, d2)
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _sor_row(y, colour, omega, du, dv, w_east, w_south, r1, r2, a12, d1, d2, new_u, new_v):
-    # Red-black SOR on the pixels of one colour in row y. The update is evaluated for the whole
-    # row (contiguous, SIMD-friendly: same-colour pixels never neighbour each other, so the other
-    # colour's values it reads are final) and then copied back on the pixels of this colour.
-    # Row views and one store per loop: numba's loops with two stores do not vectorise.
-    width = du.shape[1] - 2
+def _smoothness_run(y, half, other, west, east, k0, n, u, v, w_east, w_south, r1, r2, d1, d2):
+    # The neighbours' flow enters the right-hand side, the edge weights the diagonal.
+    w_e, w_n, w_s = w_east[y], w_south[y - 1], w_south[y]
+    _neighbour_rhs(half, other, west, east, k0, n, u[y], u[y - 1], u[y + 1], w_e, w_n, w_s, r1[y])
+    _neighbour_rhs(half, other, west, east, k0, n, v[y], v[y - 1], v[y + 1], w_e, w_n, w_s, r2[y])
+    _inverse_diagonal(half, other, west, k0, n, w_e, w_n, w_s, d1[y])
+    _inverse_diagonal(half, other, west, k0, n, w_e, w_n, w_s, d2[y])
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _neighbour_rhs(half, other, west, east, k0, n, f_row, f_north, f_south, w_e, w_n, w_s, rhs):
+    for k in range(k0, k0 + n):
+        fc = f_row[half, k]
+        rhs[half, k] += (
+            w_e[other, k + west] * (f_row[other, k + west] - fc)
+            + w_e[half, k] * (f_row[other, k + east] - fc)
+            + w_n[half, k] * (f_north[half, k] - fc) + w_s[half, k] * (f_south[half, k] - fc)
+        )
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _inverse_diagonal(half, other, west, k0, n, w_e, w_n, w_s, diag):
+    for k in range(k0, k0 + n):
+        diag[half, k] = np.float32(1.0) / (
+            diag[half, k] + w_e[other, k + west] + w_e[half, k] + w_n[half, k] + w_s[half, k]
+        )
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _sor_row(y, width, colour, omega, du, dv, w_east, w_south, r1, r2, a12, d1, d2, scratch):
+    # Red-black SOR on the pixels of one colour in row y: those with (x + y + colour) even, one
+    # half of the column-split row (its constants: see N_SPLIT). Their neighbours are of the
+    # other colour, so the values read are final.
+    if (y + colour) & 1 == 0:
+        _sor_run(y, 0, 1, -1, 0, 1, width // 2, omega, du, dv, w_east, w_south,
+                 r1, r2, a12, d1, d2, scratch)
+    else:
+        _sor_run(y, 1, 0, 0, 1, 0, (width + 1) // 2, omega, du, dv, w_east, w_south,
+                 r1, r2, a12, d1, d2, scratch)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _sor_run(y, half, other, west, east, k0, n, omega, du, dv, w_east, w_south,
+             r1, r2, a12, d1, d2, scratch):
+    # New values go to ``scratch`` and are copied back: a loop that stores into the array it
+    # reads at other offsets does not vectorise.
     du_row, du_north, du_south = du[y], du[y - 1], du[y + 1]
     dv_row, dv_north, dv_south = dv[y], dv[y - 1], dv[y + 1]
     w_e, w_n, w_s = w_east[y], w_south[y - 1], w_south[y]
     r1_row, r2_row, a12_row, d1_row, d2_row = r1[y], r2[y], a12[y], d1[y], d2[y]
-    new_u_row, new_v_row = new_u[y], new_v[y]
-    for x in range(1, width + 1):
-        acc = (w_e[x - 1] * du_row[x - 1] + w_e[x] * du_row[x + 1]
-               + w_n[x] * du_north[x] + w_s[x] * du_south[x])
-        old = du_row[x]
-        new_u_row[x] = old + omega * ((acc + r1_row[x] - a12_row[x] * dv_row[x]) * d1_row[x] - old)
-    for x in range(1, width + 1):
-        acc = (w_e[x - 1] * dv_row[x - 1] + w_e[x] * dv_row[x + 1]
-               + w_n[x] * dv_north[x] + w_s[x] * dv_south[x])
-        old = dv_row[x]
-        new_v_row[x] = old + omega * (
-            (acc + r2_row[x] - a12_row[x] * new_u_row[x]) * d2_row[x] - old
+    new = scratch[y, 0]
+    # u first; v then sees the new u at its own pixel (Gauss-Seidel within the 2x2 system).
+    _sor_component(half, other, west, east, k0, n, omega, du_row, du_north, du_south, dv_row,
+                   w_e, w_n, w_s, r1_row, a12_row, d1_row, new)
+    _sor_component(half, other, west, east, k0, n, omega, dv_row, dv_north, dv_south, du_row,
+                   w_e, w_n, w_s, r2_row, a12_row, d2_row, new)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _sor_component(half, other, west, east, k0, n, omega, f_row, f_north, f_south, coupled,
+                   w_e, w_n, w_s, rhs, a12, inv_diag, new):
+    for k in range(k0, k0 + n):
+        acc = (w_e[other, k + west] * f_row[other, k + west]
+               + w_e[half, k] * f_row[other, k + east]
+               + w_n[half, k] * f_north[half, k] + w_s[half, k] * f_south[half, k])
+        old = f_row[half, k]
+        new[k] = old + omega * (
+            (acc + rhs[half, k] - a12[half, k] * coupled[half, k]) * inv_diag[half, k] - old
         )
-    first = 2 - ((y + colour) & 1)  # first x with (x + y + colour) even
-    for x in range(first, width + 1, 2):
-        du_row[x] = new_u_row[x]
-    for x in range(first, width + 1, 2):
-        dv_row[x] = new_v_row[x]
+    for k in range(k0, k0 + n):
+        f_row[half, k] = new[k]
+
+
+@njit(cache=True, inline="always")
+def _start_row(y, height, width, alpha_x, alpha_y, quadratic_smoothness, u, v, tensor, split,
+               tensor_split):
+    # Padded row y of a level's inputs into the split arrays; the increments start at zero.
+    _split_row(u[y], split[0, y])
+    _split_row(v[y], split[1, y])
+    split[2, y, :, :] = 0.0
+    split[3, y, :, :] = 0.0
+    if quadratic_smoothness:
+        _uniform_edge_row(y, height, width, alpha_x, alpha_y, split[4], split[5])
+    if 1 <= y <= height:
+        _split_tensor_row(tensor, tensor_split, y)
+
+
+@njit(cache=True, inline="always")
+def _merge_increment_row(y, split, du, dv):
+    _merge_row(split[2, y], du[y])
+    _merge_row(split[3, y], dv[y])
 
 
 @njit(cache=True, fastmath=True, nogil=True)
 def solve_level_serial(
     tensor, channel_weights, u, v, du, dv, alpha_x, alpha_y, a_data, a_smooth,
-    omega, iterations, update_lag, w_east, w_south, psi_s, r1, r2, a12, d1, d2,
-    new_u, new_v, scratch_f, scratch_i,
+    omega, iterations, update_lag, w_east, w_south, psi_s, split, tensor_split,
+    scratch_f, scratch_i,
 ):
     """Solve for the increment (du, dv) at one level on one thread (small levels).
 
-    u, v, du, dv and the work arrays are padded (H + 2, W + 2) float32, except ``scratch_f``
-    (2 (H + 2), W + 2) float32 and ``scratch_i`` (H + 2, W + 2) int32; du, dv are updated in place.
+    tensor : (C, 6, H, W) float32, the level's motion tensors.
+    u, v : padded (H + 2, W + 2) float32, the flow the smoothness term sees, zero borders.
+    du, dv : padded (H + 2, W + 2) float32 with zero borders, the increment found (from zero).
+    w_east, w_south, psi_s : padded (H + 2, W + 2) float32 work arrays with zero borders, used
+        by non-quadratic smoothness (a_smooth < 1).
+    split : (N_SPLIT, H + 2, 2, K) and tensor_split (C, 6, H + 2, 2, K) float32 work arrays of the
+        column-split layout, K = split_width(W); scratch_f (2 (H + 2), 2 K) float32 and
+        scratch_i (H + 2, 2 K) int32.
     alpha_x, alpha_y already include the level's scaling.
     """
-    height = u.shape[0] - 2
+    height, width = u.shape[0] - 2, u.shape[1] - 2
     omega = np.float32(omega)
+    sdu, sdv, swe, sws = split[2], split[3], split[4], split[5]
+    r1, r2, a12, d1, d2, sor_scratch = split[6], split[7], split[8], split[9], split[10], split[11]
     quadratic_smoothness = a_smooth == 1.0
-    if quadratic_smoothness:
-        psi_s[:, :] = 1.0
-        for y in range(1, height + 1):
-            _edge_weights_row(y, psi_s, alpha_x, alpha_y, w_east, w_south)
+    # The same arrays with each split row as one run, for the pointwise steps.
+    flat = split.reshape(split.shape[0], height + 2, 2 * split.shape[3])
+    tensor_flat = tensor_split.reshape(tensor.shape[0], N_TENSOR, height + 2,
+                                       2 * split.shape[3])
+    for y in range(height + 2):
+        _start_row(y, height, width, alpha_x, alpha_y, quadratic_smoothness, u, v, tensor,
+                   split, tensor_split)
     for it in range(iterations):
         if it % update_lag == 0:
             if not quadratic_smoothness:
                 for y in range(1, height + 1):
+                    _merge_increment_row(y, split, du, dv)
+                for y in range(1, height + 1):
                     _smoothness_psi_row(y, u, v, du, dv, a_smooth, psi_s)
                 for y in range(1, height + 1):
                     _edge_weights_row(y, psi_s, alpha_x, alpha_y, w_east, w_south)
+                for y in range(height + 2):
+                    _split_row(w_east[y], split[4, y])
+                    _split_row(w_south[y], split[5, y])
             for y in range(1, height + 1):
-                _lagged_system_row(
-                    y, tensor, channel_weights, a_data, u, v, du, dv,
-                    w_east, w_south, r1, r2, a12, d1, d2, scratch_f, scratch_i,
-                )
+                _lagged_system_row(y, width, tensor_flat, split, flat, channel_weights, a_data,
+                                   scratch_f, scratch_i)
         for colour in range(2):
             for y in range(1, height + 1):
-                _sor_row(y, colour, omega, du, dv, w_east, w_south, r1, r2, a12, d1, d2,
-                         new_u, new_v)
+                _sor_row(y, width, colour, omega, sdu, sdv, swe, sws, r1, r2, a12, d1, d2,
+                         sor_scratch)
+    for y in range(1, height + 1):
+        _merge_increment_row(y, split, du, dv)
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def solve_level_parallel(
     tensor, channel_weights, u, v, du, dv, alpha_x, alpha_y, a_data, a_smooth,
-    omega, iterations, update_lag, w_east, w_south, psi_s, r1, r2, a12, d1, d2,
-    new_u, new_v, scratch_f, scratch_i,
+    omega, iterations, update_lag, w_east, w_south, psi_s, split, tensor_split,
+    scratch_f, scratch_i,
 ):
-    """Same as ``solve_level_serial`` with rows of each colour split across numba threads."""
-    height = u.shape[0] - 2
+    """Same as ``solve_level_serial`` with the rows of each step split across numba threads."""
+    height, width = u.shape[0] - 2, u.shape[1] - 2
     omega = np.float32(omega)
+    sdu, sdv, swe, sws = split[2], split[3], split[4], split[5]
+    r1, r2, a12, d1, d2, sor_scratch = split[6], split[7], split[8], split[9], split[10], split[11]
     quadratic_smoothness = a_smooth == 1.0
-    if quadratic_smoothness:
-        psi_s[:, :] = 1.0
-        for y in prange(1, height + 1):
-            _edge_weights_row(y, psi_s, alpha_x, alpha_y, w_east, w_south)
+    flat = split.reshape(split.shape[0], height + 2, 2 * split.shape[3])
+    tensor_flat = tensor_split.reshape(tensor.shape[0], N_TENSOR, height + 2,
+                                       2 * split.shape[3])
+    for y in prange(height + 2):
+        _start_row(y, height, width, alpha_x, alpha_y, quadratic_smoothness, u, v, tensor,
+                   split, tensor_split)
     for it in range(iterations):
         if it % update_lag == 0:
             if not quadratic_smoothness:
                 for y in prange(1, height + 1):
+                    _merge_increment_row(y, split, du, dv)
+                for y in prange(1, height + 1):
                     _smoothness_psi_row(y, u, v, du, dv, a_smooth, psi_s)
                 for y in prange(1, height + 1):
                     _edge_weights_row(y, psi_s, alpha_x, alpha_y, w_east, w_south)
+                for y in prange(height + 2):
+                    _split_row(w_east[y], split[4, y])
+                    _split_row(w_south[y], split[5, y])
             for y in prange(1, height + 1):
-                _lagged_system_row(
-                    y, tensor, channel_weights, a_data, u, v, du, dv,
-                    w_east, w_south, r1, r2, a12, d1, d2, scratch_f, scratch_i,
-                )
+                _lagged_system_row(y, width, tensor_flat, split, flat, channel_weights, a_data,
+                                   scratch_f, scratch_i)
         for colour in range(2):
             for y in prange(1, height + 1):
-                _sor_row(y, colour, omega, du, dv, w_east, w_south, r1, r2, a12, d1, d2,
-                         new_u, new_v)
+                _sor_row(y, width, colour, omega, sdu, sdv, swe, sws, r1, r2, a12, d1, d2,
+                         sor_scratch)
+    for y in prange(1, height + 1):
+        _merge_increment_row(y, split, du, dv)
 
 
 @njit(cache=True, nogil=True)
