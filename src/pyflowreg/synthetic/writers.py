@@ -70,9 +70,16 @@ def write_recording(
 
     path = Path(path)
     big = np.prod(shape) * np.dtype(dtype).itemsize > 2**31
-    with tifffile.TiffWriter(path, bigtiff=bool(big)) as tif:
-        tif.write(pages(), shape=shape, dtype=dtype, photometric="minisblack",
-                  planarconfig="contig" if rec.n_channels > 1 else None)
+    # Written under a temporary name and renamed when complete: a run stopped while writing
+    # leaves no truncated movie that a later run (the demo, a benchmark) would take as input.
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with tifffile.TiffWriter(partial, bigtiff=bool(big)) as tif:
+            tif.write(pages(), shape=shape, dtype=dtype, photometric="minisblack",
+                      planarconfig="contig" if rec.n_channels > 1 else None)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
