@@ -221,7 +221,12 @@ def _pow_row(values, exponent, bits, out):
 #     of the even half.
 # The east edge weight of x - 1 (the pixel's west edge) lies in the other half at the west
 # neighbour's index, that of x in the pixel's own half.
-N_SPLIT = 12  # u, v, du, dv, w_east, w_south, r1, r2, a12, d1, d2, a row of SOR scratch
+#
+# Slots of the split work array (N_SPLIT, H + 2, 2, K): the flow the smoothness sees, the
+# increments, the edge weights, the 2x2 point system (right-hand sides, coupling, inverse
+# diagonals) and a row of SOR scratch.
+U, V, DU, DV, W_EAST, W_SOUTH, R1, R2, A12, D1, D2, SOR_SCRATCH = range(12)
+N_SPLIT = SOR_SCRATCH + 1
 
 
 def split_width(width: int) -> int:
@@ -306,9 +311,9 @@ def _lagged_system_row(y, width, tensor_flat, split, flat, channel_weights, a_da
     energy = scratch_f[2 * y, :n]
     psi = scratch_f[2 * y + 1, :n]
     bits = scratch_i[y, :n]
-    du_row, dv_row = flat[2, y], flat[3, y]
-    r1_row, r2_row, a12_row = flat[6, y], flat[7, y], flat[8, y]
-    d1_row, d2_row = flat[9, y], flat[10, y]
+    du_row, dv_row = flat[DU, y], flat[DV, y]
+    r1_row, r2_row, a12_row = flat[R1, y], flat[R2, y], flat[A12, y]
+    d1_row, d2_row = flat[D1, y], flat[D2, y]
     for row in (r1_row, r2_row, a12_row, d1_row, d2_row):
         for k in range(n):
             row[k] = 0.0
@@ -337,8 +342,8 @@ def _lagged_system_row(y, width, tensor_flat, split, flat, channel_weights, a_da
         for k in range(n):
             r2_row[k] -= psi[k] * j23[k]
     # Smoothness: one call per half with its constants (see N_SPLIT).
-    u, v, w_east, w_south = split[0], split[1], split[4], split[5]
-    r1, r2, d1, d2 = split[6], split[7], split[9], split[10]
+    u, v, w_east, w_south = split[U], split[V], split[W_EAST], split[W_SOUTH]
+    r1, r2, d1, d2 = split[R1], split[R2], split[D1], split[D2]
     _smoothness_run(y, 0, 1, -1, 0, 1, width // 2, u, v, w_east, w_south, r1, r2, d1, d2)
     _smoothness_run(y, 1, 0, 0, 1, 0, (width + 1) // 2, u, v, w_east, w_south, r1, r2,
                     d1, d2)
@@ -374,10 +379,13 @@ def _inverse_diagonal(half, other, west, k0, n, w_e, w_n, w_s, diag):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _sor_row(y, width, colour, omega, du, dv, w_east, w_south, r1, r2, a12, d1, d2, scratch):
+def _sor_row(y, width, colour, omega, split):
     # Red-black SOR on the pixels of one colour in row y: those with (x + y + colour) even, one
     # half of the column-split row (its constants: see N_SPLIT). Their neighbours are of the
     # other colour, so the values read are final.
+    du, dv, w_east, w_south = split[DU], split[DV], split[W_EAST], split[W_SOUTH]
+    r1, r2, a12, d1, d2, scratch = (split[R1], split[R2], split[A12], split[D1], split[D2],
+                                    split[SOR_SCRATCH])
     if (y + colour) & 1 == 0:
         _sor_run(y, 0, 1, -1, 0, 1, width // 2, omega, du, dv, w_east, w_south,
                  r1, r2, a12, d1, d2, scratch)
@@ -422,20 +430,35 @@ def _sor_component(half, other, west, east, k0, n, omega, f_row, f_north, f_sout
 def _start_row(y, height, width, alpha_x, alpha_y, quadratic_smoothness, u, v, tensor, split,
                tensor_split):
     # Padded row y of a level's inputs into the split arrays; the increments start at zero.
-    _split_row(u[y], split[0, y])
-    _split_row(v[y], split[1, y])
-    split[2, y, :, :] = 0.0
-    split[3, y, :, :] = 0.0
+    _split_row(u[y], split[U, y])
+    _split_row(v[y], split[V, y])
+    split[DU, y, :, :] = 0.0
+    split[DV, y, :, :] = 0.0
     if quadratic_smoothness:
-        _uniform_edge_row(y, height, width, alpha_x, alpha_y, split[4], split[5])
+        _uniform_edge_row(y, height, width, alpha_x, alpha_y, split[W_EAST], split[W_SOUTH])
     if 1 <= y <= height:
         _split_tensor_row(tensor, tensor_split, y)
 
 
 @njit(cache=True, inline="always")
 def _merge_increment_row(y, split, du, dv):
-    _merge_row(split[2, y], du[y])
-    _merge_row(split[3, y], dv[y])
+    _merge_row(split[DU, y], du[y])
+    _merge_row(split[DV, y], dv[y])
+
+
+@njit(cache=True, inline="always")
+def _split_edge_row(y, w_east, w_south, split):
+    _split_row(w_east[y], split[W_EAST, y])
+    _split_row(w_south[y], split[W_SOUTH, y])
+
+
+@njit(cache=True, inline="always")
+def _flat_views(split, tensor_split):
+    # The split arrays with each row's two halves as one run, for the pointwise steps (one
+    # reshape per level: per row it costs more than the row's work).
+    rows, run = split.shape[1], 2 * split.shape[3]
+    return (split.reshape(split.shape[0], rows, run),
+            tensor_split.reshape(tensor_split.shape[0], N_TENSOR, rows, run))
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -458,13 +481,8 @@ def solve_level_serial(
     """
     height, width = u.shape[0] - 2, u.shape[1] - 2
     omega = np.float32(omega)
-    sdu, sdv, swe, sws = split[2], split[3], split[4], split[5]
-    r1, r2, a12, d1, d2, sor_scratch = split[6], split[7], split[8], split[9], split[10], split[11]
     quadratic_smoothness = a_smooth == 1.0
-    # The same arrays with each split row as one run, for the pointwise steps.
-    flat = split.reshape(split.shape[0], height + 2, 2 * split.shape[3])
-    tensor_flat = tensor_split.reshape(tensor.shape[0], N_TENSOR, height + 2,
-                                       2 * split.shape[3])
+    flat, tensor_flat = _flat_views(split, tensor_split)
     for y in range(height + 2):
         _start_row(y, height, width, alpha_x, alpha_y, quadratic_smoothness, u, v, tensor,
                    split, tensor_split)
@@ -478,15 +496,13 @@ def solve_level_serial(
                 for y in range(1, height + 1):
                     _edge_weights_row(y, psi_s, alpha_x, alpha_y, w_east, w_south)
                 for y in range(height + 2):
-                    _split_row(w_east[y], split[4, y])
-                    _split_row(w_south[y], split[5, y])
+                    _split_edge_row(y, w_east, w_south, split)
             for y in range(1, height + 1):
                 _lagged_system_row(y, width, tensor_flat, split, flat, channel_weights, a_data,
                                    scratch_f, scratch_i)
         for colour in range(2):
             for y in range(1, height + 1):
-                _sor_row(y, width, colour, omega, sdu, sdv, swe, sws, r1, r2, a12, d1, d2,
-                         sor_scratch)
+                _sor_row(y, width, colour, omega, split)
     for y in range(1, height + 1):
         _merge_increment_row(y, split, du, dv)
 
@@ -500,12 +516,8 @@ def solve_level_parallel(
     """Same as ``solve_level_serial`` with the rows of each step split across numba threads."""
     height, width = u.shape[0] - 2, u.shape[1] - 2
     omega = np.float32(omega)
-    sdu, sdv, swe, sws = split[2], split[3], split[4], split[5]
-    r1, r2, a12, d1, d2, sor_scratch = split[6], split[7], split[8], split[9], split[10], split[11]
     quadratic_smoothness = a_smooth == 1.0
-    flat = split.reshape(split.shape[0], height + 2, 2 * split.shape[3])
-    tensor_flat = tensor_split.reshape(tensor.shape[0], N_TENSOR, height + 2,
-                                       2 * split.shape[3])
+    flat, tensor_flat = _flat_views(split, tensor_split)
     for y in prange(height + 2):
         _start_row(y, height, width, alpha_x, alpha_y, quadratic_smoothness, u, v, tensor,
                    split, tensor_split)
@@ -519,15 +531,13 @@ def solve_level_parallel(
                 for y in prange(1, height + 1):
                     _edge_weights_row(y, psi_s, alpha_x, alpha_y, w_east, w_south)
                 for y in prange(height + 2):
-                    _split_row(w_east[y], split[4, y])
-                    _split_row(w_south[y], split[5, y])
+                    _split_edge_row(y, w_east, w_south, split)
             for y in prange(1, height + 1):
                 _lagged_system_row(y, width, tensor_flat, split, flat, channel_weights, a_data,
                                    scratch_f, scratch_i)
         for colour in range(2):
             for y in prange(1, height + 1):
-                _sor_row(y, width, colour, omega, sdu, sdv, swe, sws, r1, r2, a12, d1, d2,
-                         sor_scratch)
+                _sor_row(y, width, colour, omega, split)
     for y in prange(1, height + 1):
         _merge_increment_row(y, split, du, dv)
 
