@@ -33,3 +33,21 @@ def test_tukey_window_equals_scipys(n, taper):
     from scipy.signal.windows import tukey as scipy_tukey
 
     np.testing.assert_allclose(tukey(n, taper), scipy_tukey(n, taper), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(96, 96), (81, 110)])
+@pytest.mark.parametrize("u0, v0, upsample", [(3.0, -2.0, 1), (-1.75, 0.5, 4), (2.25, 4.75, 4),
+                                              (0.5, -0.5, 2), (-3.3, 1.7, 10)])
+def test_rigid_recovers_band_limited_shifts_on_its_grid(shape, u0, v0, upsample):
+    """Shifts on the 1/upsample grid come back exactly, on even and odd sizes.
+
+    At a step of 0.1 px the taper's pull towards zero (under 0.1 px) can move the peak by one
+    step, so there the bound is that step.
+    """
+    rng = np.random.default_rng(7)
+    fixed = ndimage.gaussian_filter(rng.random(shape), 2.0, mode="wrap")
+    # moving(y, x) = fixed(y - v0, x - u0), exactly, through the Fourier shift theorem
+    moving = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(fixed), (v0, u0))).real
+    u, v = estimate_rigid_shift(fixed, moving, upsample_factor=upsample)
+    step = 1 / upsample if upsample > 4 else 0.0
+    assert (u, v) == pytest.approx((u0, v0), abs=step + 1e-9)

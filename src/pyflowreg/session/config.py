@@ -18,7 +18,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from pyflowreg.io import READER_SUFFIXES, is_temporary_path
@@ -56,6 +55,9 @@ class ConfigError(ValueError):
 
 def validate_config_dict(values: dict, source: str = "config") -> None:
     """Raise ConfigError naming the offending key if ``values`` breaks the schema."""
+    # Imported here: the jobs of the workflow import this module but never validate.
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(session_schema())
     errors = sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
     if not errors:

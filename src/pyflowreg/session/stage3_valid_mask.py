@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 from PIL import Image
 
 from pyflowreg.core.warping import align_sequence, imregister_binary
@@ -159,6 +158,10 @@ def write_session_bundle(
     mat = dict(bundle)
     mat["middle_idx"] = np.int64(middle_idx + 1)  # MATLAB indexing
     mat["compensated_h5_paths"] = np.array(compensated_h5_paths, dtype=object)
+    # Imported here: scipy.io costs a seventh of a second, and only the session-mask job
+    # writes a .mat file.
+    import scipy.io
+
     with atomic_output(out_dir / f"{FINAL_STEM}.mat") as tmp:
         scipy.io.savemat(tmp, mat, do_compression=True)
     save_mask_png(out_dir / f"{FINAL_STEM}.png", final_valid)
