@@ -71,7 +71,7 @@ def estimate_rigid_shift(
     # low-texture averages amplifies noise and lands on wrong peaks.
     spectrum = np.fft.fft2(fixed) * np.conj(np.fft.fft2(moving))
     lag = _correlation_peak(spectrum, int(upsample_factor))
-    # The lag s has moving(y - s) ~ fixed(y); the flow that maps fixed onto moving is -s.
+    # The peak's lag s has moving(y - s) ~ fixed(y), so (u, v) = -s in the docstring's terms.
     return -float(lag[1]), -float(lag[0])
 
 
