@@ -22,7 +22,6 @@ def test_write_recording_is_readable_with_all_frames(tmp_path, dtype, n_channels
         assert np.abs(data - scaled).max() <= 0.5 + 1e-3
 
 
-
 class _FailingRecording(SyntheticRecording):
     """Fails after its first chunk of frames, as a run killed while writing would."""
 
@@ -37,6 +36,7 @@ def test_write_recording_stopped_midway_leaves_no_movie(tmp_path):
     with pytest.raises(RuntimeError, match="stopped while writing"):
         write_recording(rec, tmp_path / "rec.tif", chunk_frames=4)
     assert list(tmp_path.iterdir()) == []
+
 
 def test_write_session_writes_tiffs_and_ground_truth(tmp_path):
     sess = make_session(2, 32, 40, 6, seed=4)

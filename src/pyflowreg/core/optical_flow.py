@@ -313,22 +313,22 @@ def _level_workspace(h: int, w: int, n_ch: int) -> list[np.ndarray]:
         _N_PADDED_ARRAYS * n_padded,
         variational.N_SPLIT * n_split,
         n_ch * variational.N_TENSOR * n_split,
-        2 * (h + 2) * 2 * k,
+        2 * n_split,
     )
     n_floats = sum(sizes)
     floats = getattr(_workspace, "floats", None)
     if floats is None or floats.size < n_floats:
         floats = _workspace.floats = np.empty(n_floats, dtype=np.float32)
     ints = getattr(_workspace, "ints", None)
-    if ints is None or ints.size < (h + 2) * 2 * k:
-        ints = _workspace.ints = np.empty((h + 2) * 2 * k, dtype=np.int32)
+    if ints is None or ints.size < n_split:
+        ints = _workspace.ints = np.empty(n_split, dtype=np.int32)
     ends = np.cumsum(sizes)
     padded = floats[: ends[0]].reshape(_N_PADDED_ARRAYS, h + 2, w + 2)
     variational.clear_borders(padded)
     split = floats[ends[0] : ends[1]].reshape(variational.N_SPLIT, h + 2, 2, k)
     tensor_split = floats[ends[1] : ends[2]].reshape(n_ch, variational.N_TENSOR, h + 2, 2, k)
     scratch_f = floats[ends[2] : ends[3]].reshape(2 * (h + 2), 2 * k)
-    scratch_i = ints[: (h + 2) * 2 * k].reshape(h + 2, 2 * k)
+    scratch_i = ints[:n_split].reshape(h + 2, 2 * k)
     return [*padded, split, tensor_split, scratch_f, scratch_i]
 
 

@@ -86,7 +86,8 @@ def _correlation_peak(spectrum: np.ndarray, upsample_factor: int) -> np.ndarray:
     shape = np.array(spectrum.shape)
     correlation = np.abs(np.fft.ifft2(spectrum))
     lag = np.array(np.unravel_index(np.argmax(correlation), correlation.shape), np.float64)
-    lag[lag > shape // 2] -= shape[lag > shape // 2]  # circular lags past half are negative
+    past_half = lag > shape // 2  # circular lags past half the size are negative ones
+    lag[past_half] -= shape[past_half]
     if upsample_factor == 1:
         return lag
     steps = np.arange(-upsample_factor, upsample_factor + 1) / upsample_factor
