@@ -31,8 +31,10 @@ def pyplot():
 
 def save_figure(fig, path: Path) -> None:
     """Save a matplotlib figure as PNG under a temporary name, rename when complete."""
+    # zlib level 3 instead of PIL's 6: a recording's figures draw in 0.33 instead of 0.39 CPU-s
+    # for files 4 % larger (drawing them is part of every Stage 1 job's fixed cost).
     with atomic_output(path, fsync=False) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=100, pil_kwargs={"compress_level": 3})
     pyplot().close(fig)
 
 
