@@ -13,6 +13,7 @@ The last rows must *work*: a session under a path with spaces and non-ASCII lett
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ import pytest
 import tifffile
 import yaml
 
-from pyflowreg.io import open_movie
+from pyflowreg.io import atomic_save_npy, open_movie, write_array
 from pyflowreg.session import ConfigError, SessionConfig, cli
 from pyflowreg.session.cli import EXIT_BAD_INPUT, EXIT_WRITE_FAILED
 from pyflowreg.session.stage1_compensate import run_stage1
@@ -409,12 +410,12 @@ def test_workflow_fails_naming_the_problem_and_writes_nothing(case, source, tmp_
 def test_full_disk_exits_3_leaves_nothing_trusted_and_a_rerun_completes(
     source, tmp_path, numba_cache
 ):
-    """Outputs on a nearly full 1 MiB tmpfs: ``pyflowreg-session`` stops with status 3 naming
+    """Outputs on a nearly full 2 MiB tmpfs: ``pyflowreg-session`` stops with status 3 naming
     the cause and the file; no temporary, no status.json of the recording being written, no
     half-written file under a real name; with space freed, the same command finishes."""
     disk = tmp_path / "small_disk"
     disk.mkdir()
-    _mount(["-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], disk)
+    _mount(["-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], disk)
     filler = disk / "filler"
     filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - 40 * 1024))
     values, workdir = _prepare(Case("full_disk", _config(), (), None), source, tmp_path)
@@ -448,6 +449,27 @@ def test_full_disk_exits_3_leaves_nothing_trusted_and_a_rerun_completes(
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert (disk / "final" / "final_valid_idx.npz").is_file()
+
+
+def test_array_writes_on_a_full_disk_fail_as_write_errors_naming_the_file(tmp_path):
+    """numpy's ``tofile`` reports a full disk as "N requested and M written", without errno:
+    such an error would exit as bad input. Every array write goes through the file's own
+    ``write``, so the error is ENOSPC and names the output."""
+    disk = tmp_path / "tiny_disk"
+    disk.mkdir()
+    _mount(["-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], disk)
+    array = np.arange(100_000, dtype=np.float32)  # 400 kB
+
+    with pytest.raises(OSError) as caught:
+        atomic_save_npy(disk / "mean.npy", array)
+    assert caught.value.errno == errno.ENOSPC, caught.value
+    assert caught.value.filename == str(disk / "mean.npy")
+    assert cli.exit_code(caught.value) == EXIT_WRITE_FAILED
+    assert not list(disk.iterdir())  # the temporary is gone too
+
+    with open(disk / "raw.bin", "wb") as fh, pytest.raises(OSError) as caught:
+        write_array(fh, array)
+    assert caught.value.errno == errno.ENOSPC, caught.value
 
 
 # --------------------------------------------------------------------------- must work

@@ -8,6 +8,7 @@ from ._atomic import (
     cleanup_stale_temporaries,
     is_temporary_path,
     temporary_path_for,
+    write_array,
 )
 from ._dtypes import cast_frames, is_supported_dtype, movie_dtype
 from .base import MovieReader, MovieWriter
@@ -70,4 +71,5 @@ __all__ = [
     "scanimage_layout",
     "temporary_path_for",
     "validate_movie",
+    "write_array",
 ]

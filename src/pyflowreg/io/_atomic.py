@@ -36,6 +36,7 @@ __all__ = [
     "cleanup_stale_temporaries",
     "is_temporary_path",
     "temporary_path_for",
+    "write_array",
 ]
 
 _TEMP_RE = re.compile(
@@ -191,11 +192,30 @@ def naming_output(exc: OSError, path: str | os.PathLike[str]) -> OSError:
     return OSError(exc.errno, os.strerror(exc.errno), os.fspath(path))
 
 
+class _WriteOnly:
+    """A file seen only through its ``write``: numpy then writes through it in chunks."""
+
+    def __init__(self, fh):
+        self.write = fh.write
+
+
+def write_array(fh, array: np.ndarray) -> None:
+    """Write ``array``'s bytes (C order) to the open binary file ``fh``.
+
+    Unlike ``ndarray.tofile``, a failed write raises the operating system's error with its
+    number (a full disk is ``ENOSPC``): ``tofile`` reports only "N requested and M written",
+    which neither says why nor lets the caller tell a full disk from bad input.
+    """
+    fh.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+
+
 def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     """Save one array as ``.npy`` crash-safely (no pickling). Returns the final path."""
     arr = np.asanyarray(array)
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, arr, allow_pickle=False)
+        # Given a real file, np.save writes with ndarray.tofile, whose errors carry no errno
+        # (see write_array); through a plain writer it writes 16 MiB chunks with fh.write.
+        np.save(_WriteOnly(fh), arr, allow_pickle=False)
     return Path(path)
 
 

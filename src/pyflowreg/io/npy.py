@@ -16,6 +16,7 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
+from ._atomic import write_array
 from ._axes import AxisPlan, plan_axes
 from ._dtypes import movie_dtype
 from ._rawfile import ContiguousFileArray
@@ -169,7 +170,7 @@ class NPYMovieWriter(MovieWriter):
 
     def _append(self, frames: np.ndarray) -> None:
         assert self._fh is not None
-        self._fh.write(memoryview(np.ascontiguousarray(frames, dtype=self._dtype)).cast("B"))
+        write_array(self._fh, np.asarray(frames, dtype=self._dtype))
 
     def _finish(self) -> None:
         assert self._fh is not None

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pyflowreg import __version__
-from pyflowreg.io import AtomicOutput, open_movie
+from pyflowreg.io import AtomicOutput, open_movie, write_array
 from pyflowreg.session.config import SessionConfig
 from pyflowreg.session.export_nwb import (
     CHANNEL,
@@ -196,7 +196,7 @@ def export_suite2p(config: SessionConfig, *, chunk_frames: int | None = None,
                     values = np.rint(batch.astype(np.float64) * scale)
                     np.clip(values, -INT16_PEAK, INT16_PEAK, out=values)  # rounding only
                     values = values.astype(np.int16)
-                    values.tofile(fh)
+                    write_array(fh, values)
                     total += values.sum(axis=0, dtype=np.float64)
                     n += len(values)
                 if n != recording.n_frames:
