@@ -34,11 +34,12 @@ STEPS = [
     ("reference", None, "pyflowreg.motion_correction.compensate", "build_reference"),
     ("noise fit", "reference", "pyflowreg.motion_correction.reference", "fit_recording_noise"),
     ("choice of alpha", None, "pyflowreg.motion_correction.compensate", "select_alpha"),
+    ("wide-band gain", None, "pyflowreg.motion_correction.compensate", "calibrate_band_gain"),
     ("correction", None, "pyflowreg.motion_correction.compensate", "correct_frames"),
-    ("first estimates", "correction", "pyflowreg.motion_correction.compensate",
-     "_FlowSequence._estimate"),
-    ("refinement", "correction", "pyflowreg.motion_correction.compensate",
-     "_FlowSequence._refine"),
+    ("first estimates", "correction", "pyflowreg.motion_correction.flow_sequence",
+     "FlowSequence._estimate"),
+    ("refinement", "correction", "pyflowreg.motion_correction.flow_sequence",
+     "FlowSequence._refine"),
     ("results written", None, "pyflowreg.motion_correction.compensate", "write_results"),
     ("QC figures", "results written", "pyflowreg.motion_correction.qc", "plot_recording"),
 ]
@@ -49,18 +50,25 @@ def install_timers() -> dict:
     import importlib
 
     spent = defaultdict(lambda: [0.0, 0.0])  # step -> [CPU s, wall s]
-    for step, _, module_name, attribute in STEPS:
+    running = defaultdict(int)  # step -> calls under way
+    for step, parent, module_name, attribute in STEPS:
         owner = importlib.import_module(module_name)
         *path, name = attribute.split(".")
         for part in path:
             owner = getattr(owner, part)
         function = getattr(owner, name)
 
-        def timed(*args, _function=function, _step=step, **kwargs):
+        def timed(*args, _function=function, _step=step, _parent=parent, **kwargs):
+            # A part counts only inside its step: the wide-band gain's calibration runs the
+            # same flow estimation as the correction.
+            if _parent is not None and not running[_parent]:
+                return _function(*args, **kwargs)
             cpu0, wall0 = time.process_time(), time.perf_counter()
+            running[_step] += 1
             try:
                 return _function(*args, **kwargs)
             finally:
+                running[_step] -= 1
                 spent[_step][0] += time.process_time() - cpu0
                 spent[_step][1] += time.perf_counter() - wall0
 

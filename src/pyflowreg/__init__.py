@@ -12,7 +12,7 @@ import warnings
 # chose is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.6.5"
+__version__ = "0.7.0"
 # Which distribution this ``pyflowreg`` is: the reference implementation's PyPI package uses the
 # same import name (see flowreg_session.own_pyflowreg, which checks this marker).
 __distribution__ = "flowreg-session"

@@ -12,7 +12,7 @@ import pytest
 
 from pyflowreg.io import open_movie, open_movie_writer, read_hdf5_frame_count
 from pyflowreg.motion_correction import compensate_recording, is_complete
-from pyflowreg.motion_correction.compensate import _FlowSequence
+from pyflowreg.motion_correction.flow_sequence import FlowSequence
 from pyflowreg.motion_correction.options import OFOptions
 from pyflowreg.motion_correction.parallel import FramePool
 from pyflowreg.motion_correction.segments import (
@@ -164,7 +164,37 @@ def test_a_flow_sequence_starts_only_where_a_chunk_starts(movie):
     with open_movie(movie) as reader:
         reference = build_reference(reader, options)
         sigma = options.channel_sigma(1)
-        flows = _FlowSequence(reader, reference, options, options.flow_parameters, sigma, 1,
+        flows = FlowSequence(reader, reference, options, options.flow_parameters, sigma, 1,
                               FramePool(1))
         with pytest.raises(ValueError, match="does not begin a chunk"):
             flows.start_at(40)
+
+
+def test_a_wide_band_gain_is_applied_alike_from_any_start(movie):
+    # Each segment measures the same gain (fixed seed and frames, see test_band_gain.py) and
+    # applies it frame by frame, so a split run's flows equal the unsplit run's.
+    from pyflowreg.core.bands import LowBand
+    from pyflowreg.motion_correction.reference import build_reference
+
+    options = OFOptions.from_dict(OPTIONS)
+    with open_movie(movie) as reader, FramePool(2) as pool:
+        reference = build_reference(reader, options, pool=pool)
+        sigma = options.channel_sigma(1)
+
+        def flows_from(start, gain):
+            sequence = FlowSequence(reader, reference, options, options.flow_parameters, sigma,
+                                    1, pool, wide_band_gain=gain)
+            sequence.start_at(start)
+            return sequence.chunk(start, start + options.chunk_frames)[1]
+
+        plain = flows_from(64, 1.0)
+        from_start = FlowSequence(reader, reference, options, options.flow_parameters, sigma, 1,
+                                  pool, wide_band_gain=1.25)
+        whole = [from_start.chunk(t, t + options.chunk_frames)[1]
+                 for t in range(0, 96, options.chunk_frames)]
+        gained = flows_from(64, 1.25)
+    np.testing.assert_array_equal(gained, whole[2])
+    band = LowBand(*plain.shape[1:3])
+    expected = np.stack([band.scaled(w, 1.25) for w in plain])
+    np.testing.assert_array_equal(gained, expected)
+    assert np.abs(gained - plain).max() > 1e-3  # the gain changed the flows

@@ -99,6 +99,12 @@ class OFOptions:
         than 100 frames. Where no photon-noise model fits, the split follows the measured noise
         variances and the choice is reported as a fallback. The choice, its path and the
         scores are in ``status.json`` and ``qc.json`` (``alpha_selection``).
+    calibrate_gain : bool, default True
+        Undo the shrinkage of wide non-rigid deformation: Stage 1 multiplies the wide band of
+        every flow by a gain measured on simulated frames of the recording (see
+        :mod:`pyflowreg.motion_correction.band_gain`; 1 for recordings of fewer than 100
+        frames). The gain and what it was measured from are in ``status.json`` and
+        ``qc.json`` (``band_gain``).
     refine : bool or None, default None
         Estimate every flow a second time, starting from its temporally filtered first
         estimate and regularised towards it (see
@@ -143,6 +149,7 @@ class OFOptions:
     temporal_filter: bool = True
     stabilise_noise: bool = True
     select_alpha: bool = True
+    calibrate_gain: bool = True
     refine: bool | None = None
     save_valid_idx: bool = True
     n_workers: int | None = None
@@ -196,7 +203,7 @@ class OFOptions:
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         for name in ("save_w", "temporal_filter", "stabilise_noise", "select_alpha",
-                     "save_valid_idx", "verbose", "qc"):
+                     "calibrate_gain", "save_valid_idx", "verbose", "qc"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self.sigma = _sigma_array(self.sigma)
