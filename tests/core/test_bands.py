@@ -74,18 +74,18 @@ def test_gain_undoes_a_known_shrinkage_as_far_as_the_noise_allows():
     band = LowBand(height, width)
     shrinkage = 0.8
     clean = shrinkage * truth
-    gain, k, noise_ratio = wide_band_gain(truth, clean, band, margin=10)
+    gain, k, noise_ratio = wide_band_gain(truth, [clean], band, margin=10)
     assert k == pytest.approx(shrinkage, abs=1e-3) and noise_ratio < 1e-4
     assert gain == pytest.approx(1.0 / shrinkage, rel=1e-3)
     # Wide errors independent of the truth lower the gain by the share of variance they hold.
     errors = np.stack([band(ndimage.gaussian_filter(rng.standard_normal((height, width, 2)),
                                                     (20, 20, 0))) for _ in range(n)])
     errors *= 0.3 * np.std(band(truth[0])) / np.std(errors)
-    gain, k, noise_ratio = wide_band_gain(truth, clean + errors, band, margin=10)
+    gain, k, noise_ratio = wide_band_gain(truth, [clean + errors], band, margin=10)
     assert 0.02 < noise_ratio < 0.3
     assert k == pytest.approx(shrinkage, abs=0.05)
     assert gain == pytest.approx((1.0 - noise_ratio) / k, rel=1e-6)
     assert gain < 1.0 / shrinkage
     # Nothing wide to measure: no gain.
     flat = np.zeros_like(truth)
-    assert wide_band_gain(flat, clean, band, margin=10) == (1.0, 1.0, 0.0)
+    assert wide_band_gain(flat, [clean], band, margin=10) == (1.0, 1.0, 0.0)

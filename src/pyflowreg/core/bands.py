@@ -89,24 +89,25 @@ class LowBand:
         return band
 
 
-def wide_band_gain(truth, estimate, band: LowBand, margin: int) -> tuple[float, float, float]:
-    """The gain that brings the wide band of ``estimate`` closest to that of ``truth``.
+def wide_band_gain(truth, estimates, band: LowBand, margin: int) -> tuple[float, float, float]:
+    """The gain that brings the wide band of the estimates closest to that of ``truth``.
 
-    ``truth`` and ``estimate`` are (N, H, W, 2) sequences of a simulation: ``truth`` the fields
-    its frames were moved by, which are the recording's own estimated fields, ``estimate`` what
-    the same estimation made of them. With ``e = k t + n`` in the wide band (``k`` the
-    shrinkage, ``n`` what the estimate gets wrong independently of ``t``) and ``t`` itself an
-    estimate of the recording's true band ``T`` (``t = k T + n'``, ``var n' = var n``), the
-    gain that minimises the mean squared error of ``g t`` against ``T`` is
-    ``(1 / k) (1 - var n / var t)``: it undoes the shrinkage as far as the noise allows.
-    Pixels within ``margin`` of the border are left out (there the flow is extrapolated).
+    ``truth`` is an (N, H, W, 2) sequence of a simulation, the fields its frames were moved by
+    (the recording's own estimated fields); ``estimates`` holds one or more (N, H, W, 2)
+    sequences, what the same estimation made of those frames under different noise draws. With
+    ``e = k t + n`` in the wide band (``k`` the shrinkage, ``n`` what the estimate gets wrong
+    independently of ``t``) and ``t`` itself an estimate of the recording's true band ``T``
+    (``t = k T + n'``, ``var n' = var n``), the gain that minimises the mean squared error of
+    ``g t`` against ``T`` is ``(1 / k) (1 - var n / var t)``: it undoes the shrinkage as far as
+    the noise allows. Pixels within ``margin`` of the border are left out (there the flow is
+    extrapolated).
 
     Returns ``(gain, k, var n / var t)``; the gain is 1 where the truth has no wide band.
     """
     inner = (slice(margin, -margin or None), slice(margin, -margin or None))
     t = np.stack([band(w)[inner] for w in truth])
-    e = np.stack([band(w)[inner] for w in estimate])
-    power = float(np.sum(t * t))
+    e = np.stack([np.stack([band(w)[inner] for w in estimate]) for estimate in estimates])
+    power = float(np.sum(t * t)) * len(e)
     if power <= 0:
         return 1.0, 1.0, 0.0
     k = float(np.sum(e * t)) / power

@@ -149,11 +149,11 @@ def calibrate_band_gain(reader, reference, options, params, sigma, *, pool,
         return BandGain(1.0, "frame too small for a wide band", frames=runs)
     rng = np.random.default_rng(SEED)
     pairs = [_simulate(reference, flows, rng) for flows in truth]
-    estimates = [_flows(frames, reference, options, params, sigma, pool)
-                 for pair in pairs for frames in pair]
-    gain, shrinkage, noise_ratio = wide_band_gain(
-        [w for flows in truth for w in (*flows, *flows)], [w for e in estimates for w in e],
-        LowBand(height, width), margin)
+    # Per noise sign, the estimates of every run in the order of ``truth``.
+    estimates = [np.concatenate([_flows(pair[sign], reference, options, params, sigma, pool)
+                                 for pair in pairs]) for sign in (0, 1)]
+    gain, shrinkage, noise_ratio = wide_band_gain(np.concatenate(truth), estimates,
+                                                  LowBand(height, width), margin)
     if noise_ratio > MAX_NOISE_RATIO or shrinkage < MIN_SHRINKAGE:
         return BandGain(1.0, f"the simulated estimation kept {shrinkage:.0%} of the wide band "
                         f"and got {noise_ratio:.0%} of it wrong (calibrated only from "

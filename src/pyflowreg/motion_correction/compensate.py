@@ -290,8 +290,9 @@ def prepare_correction(reader, input_file: Path, options: OFOptions, *, log, poo
         f"{reference.passes} pass(es), {t_reference:.1f} s")
     # Judged on the full first pass, not on Stage 1's shortened one: on that one larger weights
     # gain less and the choice falls short (docs/method.md).
+    sigma = options.channel_sigma(reader.n_channels)
     selection = select_alpha(
-        reader, reference, options.flow_parameters, options.channel_sigma(reader.n_channels),
+        reader, reference, options.flow_parameters, sigma,
         weight=options.weight, pool=pool, enabled=options.select_alpha,
         factors=REFINED_ALPHA_FACTORS if options.refinement else ALPHA_FACTORS,
     )
@@ -302,7 +303,6 @@ def prepare_correction(reader, input_file: Path, options: OFOptions, *, log, poo
         log(f"WARNING: {input_file.name}: the noise fit failed, so the smoothness weight "
             f"alpha {selection.alpha[0]:g} took a fallback path ({selection.reason})")
     t_band = time.perf_counter()
-    sigma = options.channel_sigma(reader.n_channels)
     band_gain = calibrate_band_gain(
         reader, reference, options,
         dataclasses.replace(options.flow_parameters, alpha=selection.alpha), sigma, pool=pool,
